@@ -1,0 +1,117 @@
+// swift-tools-version: 6.0
+import Foundation
+import PackageDescription
+
+/// llama.cpp is built by `scripts/fetch-llama.sh` into a cache outside the repository, as static
+/// libraries, so the binaries need neither `LD_LIBRARY_PATH` nor an rpath. The prefix follows
+/// `scripts/versions.env`; `RBEE_LLAMA_DIR` overrides it as it does for the scripts.
+let llamaPrefix: String = {
+    let env = ProcessInfo.processInfo.environment
+    let versions = (try? String(contentsOfFile: Context.packageDirectory + "/scripts/versions.env", encoding: .utf8)) ?? ""
+    let version = versions.split(separator: "\n")
+        .first { $0.hasPrefix("LLAMA_CPP_PYTHON_VERSION=") }
+        .map { String($0.dropFirst("LLAMA_CPP_PYTHON_VERSION=".count)) } ?? "unknown"
+    let cache = env["RBEE_CACHE"] ?? (env["HOME"] ?? NSHomeDirectory()) + "/.cache/rbee"
+    return (env["RBEE_LLAMA_DIR"] ?? cache + "/llama.cpp-" + version) + "/install"
+}()
+
+let llamaSwiftSettings: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-I" + llamaPrefix + "/include"])]
+
+let package = Package(
+    name: "rbee",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "llm-worker-rbee", targets: ["llm-worker-rbee"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    ],
+    targets: [
+        // Wire types shared by every program: requests, events, errors, SSE framing.
+        .target(name: "RbeeAPI"),
+        // GGUF header reader: facts about a model file without loading it.
+        .target(name: "RbeeGGUF"),
+        // The llama.cpp headers, found in the cache prefix.
+        .target(
+            name: "CLlama",
+            cSettings: [.unsafeFlags(["-I" + llamaPrefix + "/include"])],
+            linkerSettings: [
+                .unsafeFlags(["-L" + llamaPrefix + "/lib"]),
+                .linkedLibrary("llama"), .linkedLibrary("ggml"), .linkedLibrary("ggml-cpu"),
+                .linkedLibrary("ggml-base"), .linkedLibrary("stdc++"), .linkedLibrary("m"),
+            ]
+        ),
+        // Small libc wrappers Swift cannot call directly (variadic prctl).
+        .target(name: "CRbeeSystem"),
+        // llama.cpp wrapper: model loading, the engine thread, slots, sampling, stop sequences.
+        .target(
+            name: "RbeeInference",
+            dependencies: [
+                "CLlama", "RbeeAPI", "RbeeGGUF",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: llamaSwiftSettings
+        ),
+        // Server glue shared by the daemons: auth, correlation ids, error envelope, SSE responses.
+        .target(
+            name: "RbeeHTTP",
+            dependencies: [
+                "RbeeAPI",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The worker service: routes, metrics, hive reporting, lifecycle.
+        .target(
+            name: "RbeeWorker",
+            dependencies: [
+                "RbeeAPI", "RbeeHTTP", "RbeeInference",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: llamaSwiftSettings
+        ),
+        .executableTarget(
+            name: "llm-worker-rbee",
+            dependencies: [
+                "RbeeWorker", "RbeeAPI", "RbeeHTTP", "RbeeInference", "CRbeeSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: llamaSwiftSettings
+        ),
+        .testTarget(name: "RbeeAPITests", dependencies: ["RbeeAPI"]),
+        .testTarget(name: "RbeeGGUFTests", dependencies: ["RbeeGGUF"]),
+        .testTarget(name: "RbeeInferenceTests", dependencies: ["RbeeInference"], swiftSettings: llamaSwiftSettings),
+        .testTarget(
+            name: "RbeeWorkerTests",
+            dependencies: [
+                "RbeeWorker", "RbeeAPI",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: llamaSwiftSettings
+        ),
+    ]
+)

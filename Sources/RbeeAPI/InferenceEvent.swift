@@ -1,0 +1,139 @@
+/// Why a generation stopped.
+public enum StopReason: String, Sendable, Codable {
+    case maxTokens = "max_tokens"
+    case eos
+    case stopSequence = "stop_sequence"
+    case cancelled
+}
+
+/// Figures reported with the `end` event.
+public struct GenerationStats: Sendable, Equatable, Codable {
+    public var tokensOut: Int
+    public var promptTokens: Int
+    /// From the request's arrival at the worker to its first generated token.
+    public var ttftMs: Double
+    /// From the first generated token to the last.
+    public var decodeMs: Double
+    /// Tokens after the first divided by `decodeMs`: the steady decode rate.
+    public var tokensPerSec: Double
+    public var stopReason: StopReason
+
+    public init(tokensOut: Int, promptTokens: Int, ttftMs: Double, decodeMs: Double, tokensPerSec: Double, stopReason: StopReason) {
+        self.tokensOut = tokensOut
+        self.promptTokens = promptTokens
+        self.ttftMs = ttftMs
+        self.decodeMs = decodeMs
+        self.tokensPerSec = tokensPerSec
+        self.stopReason = stopReason
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case tokensOut = "tokens_out"
+        case promptTokens = "prompt_tokens"
+        case ttftMs = "ttft_ms"
+        case decodeMs = "decode_ms"
+        case tokensPerSec = "tokens_per_sec"
+        case stopReason = "stop_reason"
+    }
+}
+
+/// One event of an inference stream: `started`, `token`*, then exactly one `end` or `error`.
+public enum InferenceEvent: Sendable, Equatable {
+    case started(jobID: String, model: String, queueMs: Double)
+    case token(text: String, index: Int)
+    case end(GenerationStats)
+    case error(code: String, message: String)
+
+    /// `end` and `error` close a stream; nothing but `[DONE]` follows them.
+    public var isTerminal: Bool {
+        switch self {
+        case .end, .error: true
+        case .started, .token: false
+        }
+    }
+}
+
+extension InferenceEvent: Codable {
+    private enum Keys: String, CodingKey {
+        case type, t, i, code, message, model
+        case jobID = "job_id"
+        case queueMs = "queue_ms"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        switch try container.decode(String.self, forKey: .type) {
+        case "started":
+            self = .started(
+                jobID: try container.decode(String.self, forKey: .jobID),
+                model: try container.decode(String.self, forKey: .model),
+                queueMs: try container.decode(Double.self, forKey: .queueMs))
+        case "token":
+            self = .token(text: try container.decode(String.self, forKey: .t), index: try container.decode(Int.self, forKey: .i))
+        case "end":
+            self = .end(try GenerationStats(from: decoder))
+        case "error":
+            self = .error(code: try container.decode(String.self, forKey: .code), message: try container.decode(String.self, forKey: .message))
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown event type \(other)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        switch self {
+        case .started(let jobID, let model, let queueMs):
+            try container.encode("started", forKey: .type)
+            try container.encode(jobID, forKey: .jobID)
+            try container.encode(model, forKey: .model)
+            try container.encode(queueMs, forKey: .queueMs)
+        case .token(let text, let index):
+            try container.encode("token", forKey: .type)
+            try container.encode(text, forKey: .t)
+            try container.encode(index, forKey: .i)
+        case .end(let stats):
+            try container.encode("end", forKey: .type)
+            try stats.encode(to: encoder)
+        case .error(let code, let message):
+            try container.encode("error", forKey: .type)
+            try container.encode(code, forKey: .code)
+            try container.encode(message, forKey: .message)
+        }
+    }
+}
+
+/// The `stream:false` answer of `POST /v1/inference`.
+public struct InferenceResult: Sendable, Equatable, Codable {
+    public var jobID: String
+    public var model: String
+    public var text: String
+    public var stats: GenerationStats
+
+    public init(jobID: String, model: String, text: String, stats: GenerationStats) {
+        self.jobID = jobID
+        self.model = model
+        self.text = text
+        self.stats = stats
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case jobID = "job_id"
+        case model, text
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        jobID = try container.decode(String.self, forKey: .jobID)
+        model = try container.decode(String.self, forKey: .model)
+        text = try container.decode(String.self, forKey: .text)
+        stats = try GenerationStats(from: decoder)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(jobID, forKey: .jobID)
+        try container.encode(model, forKey: .model)
+        try container.encode(text, forKey: .text)
+        try stats.encode(to: encoder)
+    }
+}

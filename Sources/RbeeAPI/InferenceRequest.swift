@@ -1,0 +1,230 @@
+/// A chat message; `messages` are rendered with the model's own chat template.
+public struct ChatMessage: Sendable, Equatable, Codable {
+    public var role: String
+    public var content: String
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// What to generate from: raw text, or a conversation.
+public enum PromptInput: Sendable, Equatable {
+    case text(String)
+    case messages([ChatMessage])
+}
+
+/// Sampling settings of one request. Defaults follow llama-server's.
+public struct SamplingParameters: Sendable, Equatable {
+    public var temperature: Double = 0.7
+    public var topP: Double = 0.95
+    public var topK: Int = 40
+    public var minP: Double = 0.05
+    public var repetitionPenalty: Double = 1.0
+    /// Fixed seed for reproducible output; `nil` draws a random one.
+    public var seed: UInt32?
+
+    public init() {}
+}
+
+/// `POST /v1/inference` body (SPEC §3 "Worker"), validated.
+public struct InferenceRequest: Sendable, Equatable {
+    public static let maxTokensRange = 1...32768
+    public static let maxStopSequences = 4
+    public static let defaultMaxTokens = 256
+
+    public var jobID: String?
+    public var prompt: PromptInput
+    public var maxTokens: Int
+    public var sampling: SamplingParameters
+    public var stop: [String]
+    public var stream: Bool
+    public var ignoreEOS: Bool
+
+    public init(
+        jobID: String? = nil, prompt: PromptInput, maxTokens: Int = InferenceRequest.defaultMaxTokens,
+        sampling: SamplingParameters = SamplingParameters(), stop: [String] = [], stream: Bool = true, ignoreEOS: Bool = false
+    ) {
+        self.jobID = jobID
+        self.prompt = prompt
+        self.maxTokens = maxTokens
+        self.sampling = sampling
+        self.stop = stop
+        self.stream = stream
+        self.ignoreEOS = ignoreEOS
+    }
+
+    /// Validates a decoded JSON body, collecting every field error before failing.
+    public init(json: JSONValue) throws(RbeeError) {
+        guard case .object(let body) = json else {
+            throw RbeeError.invalid([.init(field: "body", message: "must be a JSON object, got \(json.typeName)")])
+        }
+        var fields = FieldReader(body)
+
+        let jobID = fields.string("job_id")
+        if let jobID, !Validation.isValidID(jobID) {
+            fields.fail("job_id", "must match [A-Za-z0-9._-]{1,64}")
+        }
+
+        let promptText = fields.string("prompt")
+        let messages = fields.messages("messages")
+        var prompt = PromptInput.text("")
+        switch (promptText, messages) {
+        case (let text?, nil): prompt = .text(text)
+        case (nil, let messages?): prompt = .messages(messages)
+        case (.some, .some): fields.fail("prompt", "give either prompt or messages, not both")
+        case (nil, nil):
+            if !fields.hasError("prompt"), !fields.hasError("messages") {
+                fields.fail("prompt", "required: give prompt (a string) or messages (an array)")
+            }
+        }
+        if case .text(let text) = prompt, promptText != nil, text.isEmpty {
+            fields.fail("prompt", "must not be empty")
+        }
+
+        let maxTokens = fields.integer("max_tokens", in: Self.maxTokensRange) ?? Self.defaultMaxTokens
+        var sampling = SamplingParameters()
+        sampling.temperature = fields.number("temperature", in: 0...2) ?? sampling.temperature
+        sampling.topP = fields.number("top_p", in: 0...1) ?? sampling.topP
+        sampling.topK = fields.integer("top_k", in: 0...1_000_000) ?? sampling.topK
+        sampling.minP = fields.number("min_p", in: 0...1) ?? sampling.minP
+        sampling.repetitionPenalty = fields.number("repetition_penalty", in: 0.01...10) ?? sampling.repetitionPenalty
+        sampling.seed = fields.integer("seed", in: 0...Int(UInt32.max - 1)).map { UInt32($0) }
+
+        let stop = fields.stopSequences("stop")
+        let stream = fields.bool("stream") ?? true
+        let ignoreEOS = fields.bool("ignore_eos") ?? false
+
+        if !fields.errors.isEmpty { throw RbeeError.invalid(fields.errors) }
+        self.init(
+            jobID: jobID, prompt: prompt, maxTokens: maxTokens, sampling: sampling, stop: stop, stream: stream,
+            ignoreEOS: ignoreEOS)
+    }
+}
+
+/// Reads typed fields out of a JSON object, recording one error per bad field.
+struct FieldReader {
+    let body: [String: JSONValue]
+    private(set) var errors: [RbeeError.FieldError] = []
+
+    init(_ body: [String: JSONValue]) { self.body = body }
+
+    mutating func fail(_ field: String, _ message: String) {
+        errors.append(.init(field: field, message: message))
+    }
+
+    func hasError(_ field: String) -> Bool { errors.contains { $0.field == field } }
+
+    /// The value, or nil when the field is absent or JSON null.
+    private func value(_ field: String) -> JSONValue? {
+        guard let value = body[field], value != .null else { return nil }
+        return value
+    }
+
+    mutating func string(_ field: String) -> String? {
+        guard let value = value(field) else { return nil }
+        guard case .string(let string) = value else {
+            fail(field, "must be a string, got \(value.typeName)")
+            return nil
+        }
+        return string
+    }
+
+    mutating func bool(_ field: String) -> Bool? {
+        guard let value = value(field) else { return nil }
+        guard case .bool(let flag) = value else {
+            fail(field, "must be a boolean, got \(value.typeName)")
+            return nil
+        }
+        return flag
+    }
+
+    mutating func number(_ field: String, in range: ClosedRange<Double>) -> Double? {
+        guard let value = value(field) else { return nil }
+        guard case .number(let number) = value, number.isFinite else {
+            fail(field, "must be a number, got \(value.typeName)")
+            return nil
+        }
+        guard range.contains(number) else {
+            fail(field, "must be between \(format(range.lowerBound)) and \(format(range.upperBound)), got \(format(number))")
+            return nil
+        }
+        return number
+    }
+
+    mutating func integer(_ field: String, in range: ClosedRange<Int>) -> Int? {
+        guard let value = value(field) else { return nil }
+        guard case .number(let number) = value, number.isFinite, number.rounded() == number else {
+            fail(field, "must be an integer, got \(value == .null ? "null" : describe(value))")
+            return nil
+        }
+        guard number >= Double(range.lowerBound), number <= Double(range.upperBound) else {
+            fail(field, "must be between \(range.lowerBound) and \(range.upperBound), got \(format(number))")
+            return nil
+        }
+        return Int(number)
+    }
+
+    mutating func messages(_ field: String) -> [ChatMessage]? {
+        guard let value = value(field) else { return nil }
+        guard case .array(let items) = value else {
+            fail(field, "must be an array of {role, content}, got \(value.typeName)")
+            return nil
+        }
+        if items.isEmpty {
+            fail(field, "must not be empty")
+            return nil
+        }
+        var messages: [ChatMessage] = []
+        for (index, item) in items.enumerated() {
+            guard case .object(let message) = item,
+                case .string(let role)? = message["role"], !role.isEmpty,
+                case .string(let content)? = message["content"]
+            else {
+                fail("\(field)[\(index)]", "must be an object with string fields role and content")
+                continue
+            }
+            messages.append(ChatMessage(role: role, content: content))
+        }
+        return messages.count == items.count ? messages : nil
+    }
+
+    mutating func stopSequences(_ field: String) -> [String] {
+        guard let value = value(field) else { return [] }
+        let strings: [String]
+        switch value {
+        case .string(let single): strings = [single]
+        case .array(let items):
+            var collected: [String] = []
+            for item in items {
+                guard case .string(let string) = item else {
+                    fail(field, "must be a string or an array of strings")
+                    return []
+                }
+                collected.append(string)
+            }
+            strings = collected
+        default:
+            fail(field, "must be a string or an array of strings, got \(value.typeName)")
+            return []
+        }
+        if strings.count > InferenceRequest.maxStopSequences {
+            fail(field, "at most \(InferenceRequest.maxStopSequences) stop sequences, got \(strings.count)")
+            return []
+        }
+        if strings.contains(where: \.isEmpty) {
+            fail(field, "stop sequences must not be empty")
+            return []
+        }
+        return strings
+    }
+
+    private func describe(_ value: JSONValue) -> String {
+        if case .number(let number) = value { return format(number) }
+        return value.typeName
+    }
+
+    private func format(_ number: Double) -> String {
+        number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+
+/// Server-sent events as rbee writes them: `data: <json>\n\n` frames, `: comment` lines for
+/// keep-alive and progress, and a final `data: [DONE]\n\n`.
+public enum SSE {
+    public static let done = "data: [DONE]\n\n"
+    public static let keepAlive = ": keep-alive\n\n"
+
+    /// Encodes a value as one `data:` frame.
+    public static func frame(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return "data: " + String(decoding: data, as: UTF8.self) + "\n\n"
+    }
+
+    /// A comment line; newlines in `text` are folded so it stays one comment.
+    public static func comment(_ text: String) -> String {
+        ": " + text.replacingOccurrences(of: "\n", with: " ") + "\n\n"
+    }
+
+    /// One parsed unit of an SSE stream.
+    public enum Message: Sendable, Equatable {
+        case data(String)
+        case comment(String)
+    }
+}
+
+/// Incremental SSE parser for clients: feed it bytes as they arrive, take whole messages out.
+public struct SSEParser: Sendable {
+    private var pending: [UInt8] = []
+    private var dataLines: [String] = []
+
+    public init() {}
+
+    /// Parses what `bytes` completes; a partial line waits for the next call.
+    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [SSE.Message] {
+        pending.append(contentsOf: bytes)
+        var messages: [SSE.Message] = []
+        var start = 0
+        while let newline = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            var end = newline
+            if end > start, pending[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+            let line = String(decoding: pending[start..<end], as: UTF8.self)
+            start = newline + 1
+            if line.isEmpty {
+                if !dataLines.isEmpty {
+                    messages.append(.data(dataLines.joined(separator: "\n")))
+                    dataLines.removeAll()
+                }
+            } else if line.hasPrefix(":") {
+                messages.append(.comment(String(line.dropFirst()).trimmingCharacters(in: .whitespaces)))
+            } else if line.hasPrefix("data:") {
+                var value = line.dropFirst(5)
+                if value.first == " " { value = value.dropFirst() }
+                dataLines.append(String(value))
+            }
+        }
+        pending.removeFirst(start)
+        return messages
+    }
+}

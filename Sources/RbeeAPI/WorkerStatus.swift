@@ -1,0 +1,128 @@
+/// Lifecycle of a worker as `/v1/ready` and `/health` report it.
+public enum WorkerState: String, Sendable, Codable {
+    case loading, ready, busy, draining, error
+}
+
+/// `GET /health` of a worker.
+public struct WorkerHealth: Sendable, Equatable, Codable {
+    public var status: String
+    public var version: String
+    public var apiVersion: Int
+    public var workerID: String
+    public var model: String
+    public var state: WorkerState
+    public var slotsTotal: Int
+    public var slotsBusy: Int
+    public var queueDepth: Int
+    public var uptimeS: Double
+    public var memoryBytes: Int
+    public var pid: Int32
+
+    public init(
+        status: String = "ok", workerID: String, model: String, state: WorkerState, slotsTotal: Int, slotsBusy: Int,
+        queueDepth: Int, uptimeS: Double, memoryBytes: Int, pid: Int32
+    ) {
+        self.status = status
+        self.version = RbeeVersion.version
+        self.apiVersion = RbeeVersion.apiVersion
+        self.workerID = workerID
+        self.model = model
+        self.state = state
+        self.slotsTotal = slotsTotal
+        self.slotsBusy = slotsBusy
+        self.queueDepth = queueDepth
+        self.uptimeS = uptimeS
+        self.memoryBytes = memoryBytes
+        self.pid = pid
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case status, version, model, state, pid
+        case apiVersion = "api_version"
+        case workerID = "worker_id"
+        case slotsTotal = "slots_total"
+        case slotsBusy = "slots_busy"
+        case queueDepth = "queue_depth"
+        case uptimeS = "uptime_s"
+        case memoryBytes = "memory_bytes"
+    }
+}
+
+/// `GET /v1/ready` of a worker.
+public struct WorkerReadiness: Sendable, Equatable, Codable {
+    public var ready: Bool
+    public var state: WorkerState
+    public var progressURL: String?
+    public var error: String?
+
+    public init(ready: Bool, state: WorkerState, progressURL: String? = nil, error: String? = nil) {
+        self.ready = ready
+        self.state = state
+        self.progressURL = progressURL
+        self.error = error
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case ready, state, error
+        case progressURL = "progress_url"
+    }
+}
+
+/// One event of `GET /v1/loading/progress`.
+public enum LoadingProgress: Sendable, Equatable {
+    case loading(layersLoaded: Int, layersTotal: Int, vramMB: Int, ramMB: Int)
+    case ready
+    case failed(code: String, message: String)
+
+    public var isTerminal: Bool {
+        if case .loading = self { return false }
+        return true
+    }
+}
+
+extension LoadingProgress: Codable {
+    private enum Keys: String, CodingKey {
+        case stage, code, message
+        case layersLoaded = "layers_loaded"
+        case layersTotal = "layers_total"
+        case vramMB = "vram_mb"
+        case ramMB = "ram_mb"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        switch try container.decode(String.self, forKey: .stage) {
+        case "loading_to_vram":
+            self = .loading(
+                layersLoaded: try container.decode(Int.self, forKey: .layersLoaded),
+                layersTotal: try container.decode(Int.self, forKey: .layersTotal),
+                vramMB: try container.decodeIfPresent(Int.self, forKey: .vramMB) ?? 0,
+                ramMB: try container.decodeIfPresent(Int.self, forKey: .ramMB) ?? 0)
+        case "ready": self = .ready
+        case "error":
+            self = .failed(
+                code: try container.decodeIfPresent(String.self, forKey: .code) ?? ErrorCode.internalError.rawValue,
+                message: try container.decode(String.self, forKey: .message))
+        case let other:
+            throw DecodingError.dataCorruptedError(forKey: .stage, in: container, debugDescription: "unknown stage \(other)")
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Keys.self)
+        switch self {
+        case .loading(let loaded, let total, let vram, let ram):
+            try container.encode("loading_to_vram", forKey: .stage)
+            try container.encode(loaded, forKey: .layersLoaded)
+            try container.encode(total, forKey: .layersTotal)
+            try container.encode(vram, forKey: .vramMB)
+            try container.encode(ram, forKey: .ramMB)
+        case .ready:
+            try container.encode("ready", forKey: .stage)
+        case .failed(let code, let message):
+            try container.encode("error", forKey: .stage)
+            try container.encode(code, forKey: .code)
+            try container.encode(message, forKey: .message)
+        }
+    }
+}

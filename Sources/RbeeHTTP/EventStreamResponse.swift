@@ -1,0 +1,51 @@
+import AsyncAlgorithms
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RbeeAPI
+
+/// Builds SSE responses. Headers go out at once; frames follow as the source yields them, with a
+/// keep-alive comment whenever the stream is otherwise silent for `keepAlive`.
+public enum EventStreamResponse {
+    public static let headers: HTTPFields = [
+        .contentType: "text/event-stream", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no",
+    ]
+
+    private enum Item: Sendable {
+        case frame(String)
+        case keepAlive
+        case end
+    }
+
+    /// Streams `frames` (already SSE-encoded, the last one `[DONE]`) until the source ends or the
+    /// client goes away. A client disconnect cancels the writer promptly, even while the source is
+    /// silent, and `onEnd` then runs: it is where the work behind the stream is cancelled.
+    ///
+    /// `request` must have had its body collected (SWIFT-NOTES trap 1).
+    public static func make<Frames: AsyncSequence & Sendable>(
+        request: Request, keepAlive: Duration, frames: Frames, onEnd: @escaping @Sendable () -> Void = {}
+    ) -> Response where Frames.Element == String, Frames.Failure == Never {
+        Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                defer { onEnd() }
+                do {
+                    try await request.body.consumeWithCancellationOnInboundClose { _ in
+                        let ticks = AsyncTimerSequence(interval: keepAlive, clock: .continuous).map { _ in Item.keepAlive }
+                        let items = chain(frames.map { Item.frame($0) }, [Item.end].async)
+                        for await item in merge(items, ticks) {
+                            switch item {
+                            case .frame(let frame): try await writer.write(ByteBuffer(string: frame))
+                            case .keepAlive: try await writer.write(ByteBuffer(string: SSE.keepAlive))
+                            case .end: return
+                            }
+                        }
+                    }
+                } catch {
+                    // The client went away or the write failed: nothing more can reach it.
+                    return
+                }
+                try await writer.finish(nil)
+            })
+    }
+}

@@ -1,0 +1,20 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import RbeeAPI
+
+/// The request context of every rbee daemon: Hummingbird's core storage plus the request's
+/// correlation id, set by `CorrelationMiddleware` before any route runs.
+public struct RbeeRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var correlationID = ""
+
+    public init(source: Source) {
+        self.coreContext = .init(source: source)
+    }
+
+    /// Bodies are collected by the routes themselves, with `Validation.maxBodyBytes`.
+    public var maxUploadSize: Int { Validation.maxBodyBytes }
+}
+
+

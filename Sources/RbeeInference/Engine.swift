@@ -1,0 +1,230 @@
+import DequeModule
+import Dispatch
+import Foundation
+import Logging
+import RbeeAPI
+import RbeeGGUF
+import Synchronization
+
+/// Runs inference for one model on one dedicated thread that owns the llama.cpp context.
+///
+/// Callers never block on the engine: `submit` validates, enqueues and returns a stream at once;
+/// the engine thread admits queued requests into free slots, decodes every active slot in one
+/// `llama_decode` per step and yields events into each request's stream. Every accepted request
+/// gets exactly one terminal event (`end` or `error`), whatever happens.
+public final class Engine: Sendable {
+    public let configuration: EngineConfiguration
+    /// Loading progress for `/v1/loading/progress`: layers loaded, then `ready` or `error`.
+    public let loading: ProgressBroadcast<LoadingProgress>
+
+    let shared: Mutex<Shared>
+    let wakeup = DispatchSemaphore(value: 0)
+    let logger: Logger
+    private let exited = ProgressBroadcast<Bool>(isTerminal: { $0 })
+
+    enum Phase: Sendable {
+        case created, loading, ready, draining, failed(RbeeError), stopped
+    }
+
+    struct Shared: Sendable {
+        var phase: Phase = .created
+        var model: LlamaModel?
+        var pending: Deque<GenerationJob> = []
+        /// Jobs the engine thread holds in slots.
+        var active: Set<String> = []
+        /// Cancellations for the engine thread to apply at its next step.
+        var cancelled: Set<String> = []
+        var cancelAll = false
+        var stopRequested = false
+    }
+
+    public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "rbee.engine")) {
+        self.configuration = configuration
+        self.logger = logger
+        // The header gives the layer total before loading starts; a bad file reports its error later.
+        let layers = (try? GGUFFile(path: configuration.modelPath))?.blockCount ?? 0
+        self.loading = ProgressBroadcast(
+            initial: .loading(layersLoaded: 0, layersTotal: layers, vramMB: 0, ramMB: 0), isTerminal: { $0.isTerminal })
+        self.shared = Mutex(Shared())
+    }
+
+    /// Starts the engine thread: it loads the model, then serves the queue until `shutdown`.
+    public func start() {
+        let shouldStart = shared.withLock { state -> Bool in
+            guard case .created = state.phase else { return false }
+            state.phase = .loading
+            return true
+        }
+        guard shouldStart else { return }
+        let thread = Thread { [self] in
+            EngineLoop(engine: self).run()
+            exited.publish(true)
+        }
+        thread.name = "rbee-engine"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    // MARK: Requests
+
+    /// Accepts a request and returns its event stream at once. Throws `ALL_SLOTS_BUSY` (with
+    /// `Retry-After`) when the queue is full, `UNAVAILABLE` while draining or after a failed load,
+    /// `CONTEXT_LENGTH_EXCEEDED` or `INVALID_REQUEST` when the prompt cannot run.
+    public func submit(_ request: InferenceRequest, jobID: String, deadline: ContinuousClock.Instant? = nil) throws(RbeeError)
+        -> AsyncStream<InferenceEvent>
+    {
+        let model = shared.withLock { $0.model }
+        let tokens = try model.map { model throws(RbeeError) in try prepare(request.prompt, model: model) }
+        let (stream, continuation) = AsyncStream<InferenceEvent>.makeStream()
+        let job = GenerationJob(id: jobID, request: request, promptTokens: tokens, deadline: deadline, continuation: continuation)
+        let refusal: RbeeError? = shared.withLock { state in
+            switch state.phase {
+            case .draining, .stopped:
+                return RbeeError(.unavailable, "the worker is shutting down", retryAfter: 1)
+            case .failed(let error):
+                return RbeeError(.unavailable, "the model failed to load: \(error.message)")
+            case .created, .loading, .ready:
+                break
+            }
+            guard state.pending.count < configuration.maxQueue else {
+                return RbeeError(
+                    .allSlotsBusy, "all \(configuration.parallel) slots are busy and \(state.pending.count) requests are queued",
+                    details: ["slots_total": .number(Double(configuration.parallel)), "queue_depth": .number(Double(state.pending.count)),
+                              "max_queue": .number(Double(configuration.maxQueue))],
+                    retryAfter: 1)
+            }
+            state.pending.append(job)
+            return nil
+        }
+        if let refusal {
+            continuation.finish()
+            throw refusal
+        }
+        // A consumer that goes away (client disconnect) cancels the job.
+        continuation.onTermination = { [weak self] termination in
+            if case .cancelled = termination { self?.cancel(jobID: jobID) }
+        }
+        wakeup.signal()
+        return stream
+    }
+
+    /// Renders and tokenizes a prompt, checking it fits a slot's context.
+    func prepare(_ prompt: PromptInput, model: LlamaModel) throws(RbeeError) -> [Int32] {
+        let text: String
+        switch prompt {
+        case .text(let raw): text = raw
+        case .messages(let messages): text = try model.renderChat(messages)
+        }
+        let tokens = model.tokenize(text, addSpecial: true)
+        let limit = configuration.contextSize
+        guard tokens.count < limit else {
+            throw RbeeError(
+                .contextLengthExceeded, "the prompt has \(tokens.count) tokens; a slot's context holds \(limit), leaving no room to generate",
+                details: ["prompt_tokens": .number(Double(tokens.count)), "context_size": .number(Double(limit))])
+        }
+        return tokens
+    }
+
+    /// Cancels a queued or running job; unknown or finished ids are ignored (idempotent).
+    public func cancel(jobID: String) {
+        let queued: GenerationJob? = shared.withLock { state in
+            if let index = state.pending.firstIndex(where: { $0.id == jobID }) {
+                return state.pending.remove(at: index)
+            }
+            if state.active.contains(jobID) { state.cancelled.insert(jobID) }
+            return nil
+        }
+        if let queued {
+            queued.finishCancelled()
+        } else {
+            wakeup.signal()
+        }
+    }
+
+    /// Whether a job with this id is queued or running.
+    public func isKnown(jobID: String) -> Bool {
+        shared.withLock { state in state.active.contains(jobID) || state.pending.contains { $0.id == jobID } }
+    }
+
+    // MARK: Lifecycle
+
+    /// Refuses new work from now on; queued and running jobs continue.
+    public func beginDrain() {
+        shared.withLock { state in
+            switch state.phase {
+            case .failed, .stopped: break
+            default: state.phase = .draining
+            }
+        }
+    }
+
+    /// Cancels every queued and running job (each ends with `stop_reason: cancelled`).
+    public func cancelAll() {
+        let queued: [GenerationJob] = shared.withLock { state in
+            state.cancelAll = true
+            defer { state.pending.removeAll() }
+            return Array(state.pending)
+        }
+        queued.forEach { $0.finishCancelled() }
+        wakeup.signal()
+    }
+
+    /// Waits until no job is queued or running, or `timeout` passes. Returns whether it is idle.
+    public func waitUntilIdle(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let snapshot = self.snapshot()
+            if snapshot.slotsBusy == 0, snapshot.queueDepth == 0 { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
+    /// Cancels what is left, stops the engine thread and frees the model. Waits for the thread.
+    public func shutdown() async {
+        let started = shared.withLock { state -> Bool in
+            state.stopRequested = true
+            if case .created = state.phase {
+                state.phase = .stopped
+                return false
+            }
+            return true
+        }
+        cancelAll()
+        guard started else { return }
+        for await _ in exited.subscribe() {}
+    }
+
+    // MARK: Status
+
+    /// A consistent view of the engine for `/health`, `/v1/ready` and metrics.
+    public struct Snapshot: Sendable {
+        public var state: WorkerState
+        public var slotsTotal: Int
+        public var slotsBusy: Int
+        public var queueDepth: Int
+        public var error: RbeeError?
+    }
+
+    public func snapshot() -> Snapshot {
+        shared.withLock { state in
+            let busy = state.active.count
+            let workerState: WorkerState
+            var error: RbeeError?
+            switch state.phase {
+            case .created, .loading: workerState = .loading
+            case .ready: workerState = busy >= configuration.parallel ? .busy : .ready
+            case .draining, .stopped: workerState = .draining
+            case .failed(let failure):
+                workerState = .error
+                error = failure
+            }
+            return Snapshot(
+                state: workerState, slotsTotal: configuration.parallel, slotsBusy: busy, queueDepth: state.pending.count, error: error)
+        }
+    }
+
+    /// The loaded model, once loading succeeded.
+    public var model: LlamaModel? { shared.withLock { $0.model } }
+}
+

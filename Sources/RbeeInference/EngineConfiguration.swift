@@ -1,0 +1,25 @@
+import Foundation
+
+/// How an `Engine` loads its model and schedules work.
+public struct EngineConfiguration: Sendable {
+    public var modelPath: String
+    /// The name reported in events and `/health`; defaults to the file name without `.gguf`.
+    public var modelName: String
+    /// Slots decoded together (continuous batching); one llama.cpp sequence each.
+    public var parallel = 4
+    /// Context length of each slot in tokens; the llama.cpp context holds `parallel` of them.
+    public var contextSize = 4096
+    /// Most tokens one `llama_decode` call takes; long prompts are prefilled in chunks of this size.
+    public var batchSize = 512
+    public var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    /// Requests waiting for a slot beyond which `submit` answers `ALL_SLOTS_BUSY`.
+    public var maxQueue = 64
+    public var gpuLayers = 0
+    public var loadingTimeout: Duration = .seconds(600)
+
+    public init(modelPath: String) {
+        self.modelPath = modelPath
+        let file = (modelPath as NSString).lastPathComponent
+        self.modelName = file.hasSuffix(".gguf") ? String(file.dropLast(5)) : file
+    }
+}

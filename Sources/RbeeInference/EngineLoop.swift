@@ -1,0 +1,348 @@
+import DequeModule
+import Foundation
+internal import CLlama
+import Logging
+import RbeeAPI
+
+/// The engine thread's side of `Engine`: it owns the llama.cpp context, the batch and the slots,
+/// and runs the scheduling loop. Nothing here is touched by any other thread.
+final class EngineLoop {
+    private let engine: Engine
+    private let configuration: EngineConfiguration
+    private var logger: Logger { engine.logger }
+
+    private var model: LlamaModel!
+    private var context: OpaquePointer!
+    private var batch = llama_batch()
+    private var slots: [Generation?]
+    private var pieceBuffer = [CChar](repeating: 0, count: 64)
+    private var lastPublishedLayers = -1
+
+    init(engine: Engine) {
+        self.engine = engine
+        self.configuration = engine.configuration
+        self.slots = Array(repeating: nil, count: configuration.parallel)
+    }
+
+    func run() {
+        guard load() else {
+            drainAfterFailure()
+            return
+        }
+        defer {
+            llama_batch_free(batch)
+            llama_free(context)
+        }
+        while step() {}
+        logger.info("engine stopped")
+    }
+
+    // MARK: Loading
+
+    private func load() -> Bool {
+        let started = ContinuousClock.now
+        let timeout = configuration.loadingTimeout
+        var timedOut = false
+        let layersTotal = max(1, engine.loading.latest.flatMap { if case .loading(_, let total, _, _) = $0 { total } else { nil } } ?? 1)
+        let fileMB = ((try? FileManager.default.attributesOfItem(atPath: configuration.modelPath)[.size] as? Int) ?? 0) >> 20
+        logger.info("loading model", metadata: ["path": "\(configuration.modelPath)"])
+        do {
+            let model = try LlamaModel.load(path: configuration.modelPath, gpuLayers: configuration.gpuLayers) { [engine] fraction in
+                let layers = min(layersTotal, Int(fraction * Double(layersTotal)))
+                if layers != self.lastPublishedLayers {
+                    self.lastPublishedLayers = layers
+                    let gpu = self.configuration.gpuLayers != 0
+                    let loadedMB = Int(fraction * Double(fileMB))
+                    engine.loading.publish(
+                        .loading(layersLoaded: layers, layersTotal: layersTotal, vramMB: gpu ? loadedMB : 0, ramMB: gpu ? 0 : loadedMB))
+                }
+                if ContinuousClock.now - started > timeout { timedOut = true }
+                return !timedOut && !engine.shared.withLock { $0.stopRequested }
+            }
+            var params = llama_context_default_params()
+            params.n_ctx = UInt32(configuration.contextSize * configuration.parallel)
+            params.n_batch = UInt32(configuration.batchSize)
+            params.n_ubatch = UInt32(configuration.batchSize)
+            params.n_seq_max = UInt32(configuration.parallel)
+            params.n_threads = Int32(configuration.threads)
+            params.n_threads_batch = Int32(configuration.threads)
+            // One KV stream per slot: sequences do not share a prefix, and each slot's attention
+            // is then computed alone, so output does not depend on what runs beside it.
+            params.kv_unified = false
+            params.no_perf = true
+            guard let context = llama_init_from_model(model.pointer, params) else {
+                throw RbeeError(.modelLoadFailed, "llama.cpp could not create a context of \(params.n_ctx) tokens")
+            }
+            self.model = model
+            self.context = context
+            self.batch = llama_batch_init(Int32(configuration.batchSize), 0, 1)
+            let elapsed = ContinuousClock.now - started
+            engine.shared.withLock { state in
+                state.model = model
+                if case .loading = state.phase { state.phase = .ready }
+            }
+            engine.loading.publish(.loading(layersLoaded: layersTotal, layersTotal: layersTotal, vramMB: 0, ramMB: fileMB))
+            engine.loading.publish(.ready)
+            logger.info(
+                "model ready",
+                metadata: ["model": "\(model.summary)", "load_ms": "\(Int(elapsed.milliseconds))", "slots": "\(configuration.parallel)",
+                           "ctx_per_slot": "\(configuration.contextSize)", "threads": "\(configuration.threads)"])
+            return true
+        } catch {
+            let failure =
+                timedOut
+                ? RbeeError(.loadingTimeout, "the model did not load within \(configuration.loadingTimeout)")
+                : error as? RbeeError ?? RbeeError(.modelLoadFailed, "\(error)")
+            logger.error("model failed to load", metadata: ["error": "\(failure.message)"])
+            engine.shared.withLock { $0.phase = .failed(failure) }
+            engine.loading.publish(.failed(code: failure.code.rawValue, message: failure.message))
+            return false
+        }
+    }
+
+    /// After a failed load, every queued request gets the load error; later ones are refused.
+    private func drainAfterFailure() {
+        let (pending, failure): ([GenerationJob], RbeeError?) = engine.shared.withLock { state in
+            defer { state.pending.removeAll() }
+            if case .failed(let error) = state.phase { return (Array(state.pending), error) }
+            return (Array(state.pending), nil)
+        }
+        let error = RbeeError(.unavailable, "the model failed to load: \(failure?.message ?? "unknown error")")
+        pending.forEach { $0.fail(error) }
+    }
+
+    // MARK: Scheduling
+
+    /// One turn of the loop: apply cancellations, admit queued jobs, decode one batch.
+    /// Returns false when the engine should stop.
+    private func step() -> Bool {
+        let now = ContinuousClock.now
+        let freeSlots = slots.indices.filter { slots[$0] == nil }
+        let (admitted, cancelled, cancelAll, stop, expired): ([GenerationJob], Set<String>, Bool, Bool, [GenerationJob]) =
+            engine.shared.withLock { state in
+                var expired: [GenerationJob] = []
+                state.pending.removeAll { job in
+                    guard let deadline = job.deadline, deadline <= now else { return false }
+                    expired.append(job)
+                    return true
+                }
+                var admitted: [GenerationJob] = []
+                while admitted.count < freeSlots.count, let job = state.pending.popFirst() {
+                    admitted.append(job)
+                    state.active.insert(job.id)
+                }
+                let cancelled = state.cancelled
+                state.cancelled.removeAll()
+                let cancelAll = state.cancelAll
+                state.cancelAll = false
+                return (admitted, cancelled, cancelAll, state.stopRequested, expired)
+            }
+        for job in expired {
+            job.fail(RbeeError(.deadlineExceeded, "the request deadline passed while it was queued"))
+        }
+
+        for index in slots.indices {
+            guard let generation = slots[index] else { continue }
+            if cancelAll || cancelled.contains(generation.job.id) {
+                finish(slot: index, reason: .cancelled)
+            } else if let deadline = generation.job.deadline, deadline <= now {
+                fail(slot: index, RbeeError(.deadlineExceeded, "the request deadline passed after \(generation.generated) tokens"))
+            }
+        }
+        for (job, slot) in zip(admitted, freeSlots) {
+            admit(job, into: slot, now: now)
+        }
+
+        guard slots.contains(where: { $0 != nil }) else {
+            if stop { return false }
+            // Idle: sleep until a submit or cancel signals, waking now and then for deadlines.
+            _ = engine.wakeup.wait(timeout: .now() + .milliseconds(500))
+            return true
+        }
+        decodeStep()
+        return true
+    }
+
+    private func admit(_ job: GenerationJob, into slot: Int, now: ContinuousClock.Instant) {
+        var tokens: [Int32]
+        do throws(RbeeError) {
+            tokens = job.promptTokens ?? []
+            if job.promptTokens == nil { tokens = try engine.prepare(job.request.prompt, model: model) }
+        } catch {
+            engine.shared.withLock { _ = $0.active.remove(job.id) }
+            job.fail(error)
+            return
+        }
+        let request = job.request
+        slots[slot] = Generation(
+            job: job, prompt: tokens, admittedAt: now,
+            sampler: SlotSampler(request.sampling, vocabularySize: model.vocabularySize),
+            stopMatcher: StopSequenceMatcher(request.stop),
+            maxTokens: min(request.maxTokens, configuration.contextSize - tokens.count))
+        job.continuation.yield(.started(jobID: job.id, model: configuration.modelName, queueMs: (now - job.submittedAt).milliseconds))
+    }
+
+    /// Builds one batch — a token for every generating slot, then prompt chunks within the
+    /// remaining budget — decodes it and samples every slot whose logits it produced.
+    private func decodeStep() {
+        var count: Int32 = 0
+        let capacity = Int32(configuration.batchSize)
+
+        func add(_ token: Int32, position: Int32, sequence: Int32, logits: Bool) {
+            batch.token[Int(count)] = token
+            batch.pos[Int(count)] = position
+            batch.n_seq_id[Int(count)] = 1
+            batch.seq_id[Int(count)]![0] = sequence
+            batch.logits[Int(count)] = logits ? 1 : 0
+            count += 1
+        }
+
+        for index in slots.indices {
+            guard var generation = slots[index], generation.isGenerating else { continue }
+            generation.batchIndex = count
+            add(generation.lastToken, position: generation.position, sequence: Int32(index), logits: true)
+            generation.position += 1
+            slots[index] = generation
+        }
+        for index in slots.indices where count < capacity {
+            guard var generation = slots[index], !generation.isGenerating else { continue }
+            let remaining = generation.prompt.count - generation.prefilled
+            let take = min(remaining, Int(capacity - count))
+            for offset in 0..<take {
+                let last = offset == take - 1 && take == remaining
+                add(generation.prompt[generation.prefilled + offset], position: generation.position, sequence: Int32(index), logits: last)
+                generation.position += 1
+            }
+            generation.prefilled += take
+            generation.batchIndex = generation.isGenerating ? count - 1 : -1
+            slots[index] = generation
+        }
+        batch.n_tokens = count
+        guard count > 0 else { return }
+
+        let status = llama_decode(context, batch)
+        guard status == 0 else {
+            let error = RbeeError(.internalError, Self.describeDecodeFailure(status))
+            logger.error("llama_decode failed", metadata: ["status": "\(status)"])
+            for index in slots.indices where slots[index] != nil { fail(slot: index, error) }
+            return
+        }
+
+        let now = ContinuousClock.now
+        for index in slots.indices {
+            guard let generation = slots[index], generation.batchIndex >= 0 else { continue }
+            let token = generation.sampler.sample(context: context, index: generation.batchIndex)
+            handle(token: token, slot: index, now: now)
+        }
+    }
+
+    private func handle(token: Int32, slot index: Int, now: ContinuousClock.Instant) {
+        guard var generation = slots[index] else { return }
+        generation.batchIndex = -1
+        if generation.firstTokenAt == nil { generation.firstTokenAt = now }
+        generation.lastTokenAt = now
+        generation.lastToken = token
+
+        if !generation.job.request.ignoreEOS, model.isEndOfGeneration(token) {
+            slots[index] = generation
+            finish(slot: index, reason: .eos)
+            return
+        }
+        generation.generated += 1
+        let bytes = model.piece(token, into: &pieceBuffer).map { UInt8(bitPattern: $0) }
+        let text = generation.utf8.append(bytes)
+        let (emit, stopped) = text.isEmpty ? ("", false) : generation.stopMatcher.feed(text)
+        if !emit.isEmpty {
+            generation.job.continuation.yield(.token(text: emit, index: generation.emitted))
+            generation.emitted += 1
+        }
+        slots[index] = generation
+        if stopped {
+            finish(slot: index, reason: .stopSequence)
+        } else if generation.generated >= generation.maxTokens {
+            finish(slot: index, reason: .maxTokens)
+        }
+    }
+
+    // MARK: Ending a slot
+
+    private func finish(slot index: Int, reason: StopReason) {
+        guard var generation = slots[index] else { return }
+        if reason != .cancelled {
+            // Nothing more will come: held-back text was never a stop sequence, so it is output.
+            let rest = generation.utf8.flush()
+            let tail = generation.stopMatcher.feed(rest).emit + generation.stopMatcher.flush()
+            if !tail.isEmpty {
+                generation.job.continuation.yield(.token(text: tail, index: generation.emitted))
+                generation.emitted += 1
+            }
+        }
+        release(slot: index)
+        generation.job.finish(.end(generation.stats(reason: reason)))
+        logger.debug("job ended", metadata: ["job_id": "\(generation.job.id)", "reason": "\(reason.rawValue)", "tokens": "\(generation.generated)"])
+    }
+
+    private func fail(slot index: Int, _ error: RbeeError) {
+        guard let generation = slots[index] else { return }
+        release(slot: index)
+        generation.job.fail(error)
+    }
+
+    /// Frees the slot's KV cells so the next job starts from an empty sequence.
+    private func release(slot index: Int) {
+        guard let generation = slots[index] else { return }
+        _ = llama_memory_seq_rm(llama_get_memory(context), Int32(index), -1, -1)
+        slots[index] = nil
+        engine.shared.withLock { _ = $0.active.remove(generation.job.id) }
+    }
+
+    static func describeDecodeFailure(_ status: Int32) -> String {
+        switch status {
+        case 1: "llama_decode found no KV cache space for the batch"
+        case 2: "llama_decode was aborted"
+        case -1: "llama_decode rejected the batch as invalid"
+        default: "llama_decode failed with status \(status)"
+        }
+    }
+}
+
+/// A job in a slot: its prompt, progress through it, and the state of its output.
+struct Generation {
+    let job: GenerationJob
+    let prompt: [Int32]
+    let admittedAt: ContinuousClock.Instant
+    let sampler: SlotSampler
+    var stopMatcher: StopSequenceMatcher
+    let maxTokens: Int
+    var utf8 = UTF8Assembler()
+    /// Prompt tokens already decoded.
+    var prefilled = 0
+    /// Next position in the slot's sequence.
+    var position: Int32 = 0
+    var lastToken: Int32 = 0
+    /// Where this slot's logits are in the current batch, or -1.
+    var batchIndex: Int32 = -1
+    var generated = 0
+    var emitted = 0
+    var firstTokenAt: ContinuousClock.Instant?
+    var lastTokenAt: ContinuousClock.Instant?
+
+    init(job: GenerationJob, prompt: [Int32], admittedAt: ContinuousClock.Instant, sampler: SlotSampler, stopMatcher: StopSequenceMatcher, maxTokens: Int) {
+        self.job = job
+        self.prompt = prompt
+        self.admittedAt = admittedAt
+        self.sampler = sampler
+        self.stopMatcher = stopMatcher
+        self.maxTokens = max(1, maxTokens)
+    }
+
+    var isGenerating: Bool { prefilled == prompt.count }
+
+    func stats(reason: StopReason) -> GenerationStats {
+        let ttft = firstTokenAt.map { ($0 - job.submittedAt).milliseconds } ?? 0
+        let decode = if let first = firstTokenAt, let last = lastTokenAt { (last - first).milliseconds } else { 0.0 }
+        let rate = decode > 0 && generated > 1 ? Double(generated - 1) / (decode / 1000) : 0
+        return GenerationStats(
+            tokensOut: generated, promptTokens: prompt.count, ttftMs: ttft, decodeMs: decode, tokensPerSec: rate, stopReason: reason)
+    }
+}

@@ -1,0 +1,38 @@
+import RbeeAPI
+
+/// A request accepted by the engine, and the stream its events go to.
+final class GenerationJob: Sendable {
+    let id: String
+    let request: InferenceRequest
+    /// Tokens prepared at submission when the model was already loaded; else tokenized on admission.
+    let promptTokens: [Int32]?
+    let submittedAt: ContinuousClock.Instant
+    let deadline: ContinuousClock.Instant?
+    let continuation: AsyncStream<InferenceEvent>.Continuation
+
+    init(
+        id: String, request: InferenceRequest, promptTokens: [Int32]?, deadline: ContinuousClock.Instant?,
+        continuation: AsyncStream<InferenceEvent>.Continuation
+    ) {
+        self.id = id
+        self.request = request
+        self.promptTokens = promptTokens
+        self.submittedAt = .now
+        self.deadline = deadline
+        self.continuation = continuation
+    }
+
+    /// Sends a terminal event and closes the stream.
+    func finish(_ event: InferenceEvent) {
+        continuation.yield(event)
+        continuation.finish()
+    }
+
+    func finishCancelled(promptTokens: Int = 0) {
+        finish(.end(GenerationStats(tokensOut: 0, promptTokens: promptTokens, ttftMs: 0, decodeMs: 0, tokensPerSec: 0, stopReason: .cancelled)))
+    }
+
+    func fail(_ error: RbeeError) {
+        finish(.error(code: error.code.rawValue, message: error.message))
+    }
+}

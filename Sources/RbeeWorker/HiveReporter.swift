@@ -1,0 +1,78 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import RbeeAPI
+import RbeeHTTP
+import RbeeInference
+import ServiceLifecycle
+
+/// Reports to the hive that spawned this worker: `ready` (or the load failure) once, then a
+/// heartbeat every interval. When the hive refuses or misses `failureLimit` heartbeats in a row
+/// the worker drains and exits, so no worker outlives its hive.
+struct HiveReporter: Service {
+    let hiveURL: String
+    let configuration: WorkerConfiguration
+    let engine: Engine
+    let shutdown: ShutdownSwitch
+    let advertisedURL: @Sendable () -> String
+    let logger: Logger
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await report() }
+        } catch is CancellationError {
+            return
+        }
+    }
+
+    private func report() async throws {
+        for await progress in engine.loading.subscribe() where progress.isTerminal {
+            let snapshot = engine.snapshot()
+            let report = WorkerReadyReport(
+                workerID: configuration.workerID, url: advertisedURL(), model: configuration.engine.modelName,
+                state: snapshot.state == .error ? .error : .ready, pid: getpid(), slotsTotal: snapshot.slotsTotal,
+                error: snapshot.error?.message)
+            do {
+                try await post("/v1/workers/ready", report)
+                logger.info("reported to hive", metadata: ["hive": "\(hiveURL)", "state": "\(report.state.rawValue)"])
+            } catch {
+                logger.warning("could not report readiness to hive", metadata: ["hive": "\(hiveURL)", "error": "\(error)"])
+            }
+        }
+        var failures = 0
+        while !Task.isCancelled {
+            try await Task.sleep(for: configuration.heartbeatInterval)
+            let snapshot = engine.snapshot()
+            let beat = WorkerHeartbeat(
+                workerID: configuration.workerID, state: snapshot.state, slotsTotal: snapshot.slotsTotal, slotsBusy: snapshot.slotsBusy,
+                queueDepth: snapshot.queueDepth, pid: getpid())
+            do {
+                try await post("/v1/workers/heartbeat", beat)
+                failures = 0
+            } catch {
+                failures += 1
+                logger.warning("heartbeat failed", metadata: ["hive": "\(hiveURL)", "failures": "\(failures)", "error": "\(error)"])
+                if failures >= configuration.heartbeatFailureLimit {
+                    logger.error("hive lost: draining and exiting", metadata: ["hive": "\(hiveURL)"])
+                    shutdown.request()
+                    return
+                }
+            }
+        }
+    }
+
+    private func post(_ path: String, _ body: some Encodable) async throws {
+        var request = HTTPClientRequest(url: hiveURL + path)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token.value)") }
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        _ = try await response.body.collect(upTo: 64 * 1024)
+        guard (200..<300).contains(response.status.code) else {
+            throw RbeeError(.hiveUnreachable, "hive answered \(response.status.code) to \(path)")
+        }
+    }
+}

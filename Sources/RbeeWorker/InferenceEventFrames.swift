@@ -1,0 +1,47 @@
+import RbeeAPI
+
+/// Turns an engine event stream into SSE frames that always end with exactly one terminal event
+/// and `[DONE]`: if the source ever ended without one, an `INTERNAL` error is sent in its place.
+/// It also feeds the request metrics as events pass.
+struct InferenceEventFrames: AsyncSequence, Sendable {
+    typealias Element = String
+    typealias Failure = Never
+
+    let events: AsyncStream<InferenceEvent>
+    let metrics: WorkerMetrics
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var source: AsyncStream<InferenceEvent>.AsyncIterator
+        let metrics: WorkerMetrics
+        var sentTerminal = false
+        var sentDone = false
+        var lastToken: ContinuousClock.Instant?
+
+        mutating func next() async -> String? {
+            if sentDone { return nil }
+            if sentTerminal {
+                sentDone = true
+                return SSE.done
+            }
+            let event =
+                await source.next()
+                ?? .error(code: ErrorCode.internalError.rawValue, message: "the engine closed the stream without a result")
+            switch event {
+            case .token:
+                let now = ContinuousClock.now
+                if let lastToken { metrics.recordInterToken(now - lastToken) }
+                lastToken = now
+            case .end, .error:
+                sentTerminal = true
+                metrics.record(terminal: event)
+            case .started:
+                break
+            }
+            return SSE.frame(event)
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(source: events.makeAsyncIterator(), metrics: metrics)
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import RbeeAPI
+import RbeeHTTP
+import RbeeInference
+import ServiceLifecycle
+
+/// One `llm-worker-rbee`: the HTTP server, the engine, the drain logic and (with a hive URL) the
+/// hive reporter, run as one service group. The server starts first, so `/health`, `/v1/ready`
+/// and `/v1/loading/progress` answer while the model loads.
+public final class WorkerService: Sendable {
+    public let configuration: WorkerConfiguration
+    public let engine: Engine
+    public let metrics = WorkerMetrics()
+    public let shutdownSwitch = ShutdownSwitch()
+    private let logger: Logger
+    private let portBroadcast = ProgressBroadcast<Int>(isTerminal: { _ in true })
+
+    public init(configuration: WorkerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        var logger = logger
+        logger[metadataKey: "worker_id"] = .string(configuration.workerID)
+        self.logger = logger
+        self.engine = Engine(configuration: configuration.engine, logger: logger)
+    }
+
+    /// The port the server listens on, once it does.
+    public func port() async -> Int {
+        for await port in portBroadcast.subscribe() { return port }
+        return configuration.port
+    }
+
+    public var url: String {
+        configuration.advertisedURL ?? "http://\(configuration.host):\(portBroadcast.latest ?? configuration.port)"
+    }
+
+    /// Runs until SIGTERM/SIGINT (when `handleSignals`), `POST /v1/shutdown` or a lost hive; then
+    /// drains and returns.
+    public func run(handleSignals: Bool = true) async throws {
+        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
+        let router = Router(context: RbeeRequestContext.self)
+        router.add(middleware: CorrelationMiddleware())
+        router.add(middleware: BearerAuthMiddleware(token: configuration.token))
+        WorkerRoutes(configuration: configuration, engine: engine, metrics: metrics, shutdown: shutdownSwitch).register(on: router)
+
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "llm-worker-rbee"),
+            onServerRunning: { [portBroadcast, logger, host = configuration.host] channel in
+                let port = channel.localAddress?.port ?? 0
+                portBroadcast.publish(port)
+                logger.info("listening", metadata: ["host": "\(host)", "port": "\(port)"])
+            },
+            logger: logger)
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: EngineService(engine: engine, loadOnStart: configuration.loadOnStart))
+        ]
+        if let hiveURL = configuration.hiveURL {
+            let reporter = HiveReporter(
+                hiveURL: hiveURL, configuration: configuration, engine: engine, shutdown: shutdownSwitch,
+                advertisedURL: { [self] in url }, logger: logger)
+            services.append(.init(service: reporter))
+        }
+        services.append(.init(service: app))
+        services.append(
+            .init(
+                service: DrainService(engine: engine, shutdown: shutdownSwitch, grace: configuration.drainGrace, logger: logger),
+                successTerminationBehavior: .gracefullyShutdownGroup))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: services, gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+        try await group.run()
+        logger.info("worker stopped")
+    }
+}

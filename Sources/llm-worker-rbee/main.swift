@@ -1,0 +1,98 @@
+import ArgumentParser
+import CRbeeSystem
+import Foundation
+import Logging
+import RbeeAPI
+import RbeeHTTP
+import RbeeInference
+import RbeeWorker
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `llm-worker-rbee`: serves one GGUF model over HTTP with llama.cpp.
+@main
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "llm-worker-rbee",
+        abstract: "Serve one GGUF model: streamed inference over SSE with continuous batching.",
+        discussion: """
+            Timers also read RBEE_WORKER_* environment variables (flags win).
+            Example:
+              llm-worker-rbee --model ~/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf --port 7900
+            """)
+
+    @Option(help: "Path of the GGUF model file.") var model: String
+    @Option(help: "Port to listen on (0 picks a free one).") var port: Int = 7900
+    @Option(help: "Address to listen on; non-loopback addresses need an API token.") var host = "127.0.0.1"
+    @Option(help: "Slots decoded together (continuous batching).") var parallel: Int = 4
+    @Option(name: .customLong("ctx-size"), help: "Context length of each slot, in tokens.") var ctxSize: Int = 4096
+    @Option(help: "CPU threads for llama.cpp (default: all cores).") var threads: Int?
+    @Option(name: .customLong("batch-size"), help: "Most tokens per llama_decode call (prompt chunk size).") var batchSize: Int = 512
+    @Option(name: .customLong("max-queue"), help: "Requests waiting for a slot before 503 ALL_SLOTS_BUSY.") var maxQueue: Int = 64
+    @Option(name: .customLong("gpu-layers"), help: "Layers to offload to a GPU when llama.cpp was built with one.") var gpuLayers: Int = 0
+    @Option(name: .customLong("worker-id"), help: "This worker's id (default: generated).") var workerID: String?
+    @Option(name: .customLong("hive-url"), help: "Hive to report readiness and heartbeats to.") var hiveURL: String?
+    @Option(name: .customLong("advertise-url"), help: "URL the hive should give out for this worker.") var advertiseURL: String?
+    @Option(name: .customLong("token-file"), help: "File (mode 0600) holding the API token; RBEE_API_TOKEN wins.") var tokenFile: String?
+    @Option(name: .customLong("keep-alive-secs"), help: "SSE keep-alive interval [RBEE_WORKER_KEEPALIVE_SECS, 10].") var keepAliveSecs: Double?
+    @Option(name: .customLong("heartbeat-secs"), help: "Heartbeat interval to the hive [RBEE_WORKER_HEARTBEAT_SECS, 15].") var heartbeatSecs: Double?
+    @Option(name: .customLong("drain-grace-secs"), help: "Grace for in-flight work on shutdown [RBEE_WORKER_DRAIN_GRACE_SECS, 30].") var drainGraceSecs: Double?
+    @Option(name: .customLong("loading-timeout-secs"), help: "Model loading timeout [RBEE_WORKER_LOADING_TIMEOUT_SECS, 600].") var loadingTimeoutSecs: Double?
+    @Option(name: .customLong("log-format"), help: "text or json.") var logFormat: RbeeLogging.Format = .text
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        var problems: [String] = []
+        if !(0...65535).contains(port) { problems.append("--port must be 0…65535") }
+        if !(1...64).contains(parallel) { problems.append("--parallel must be 1…64") }
+        if !(16...1_048_576).contains(ctxSize) { problems.append("--ctx-size must be 16…1048576") }
+        if !(1...65536).contains(batchSize) { problems.append("--batch-size must be 1…65536") }
+        if maxQueue < 0 { problems.append("--max-queue must be ≥ 0") }
+        if let threads, threads < 1 { problems.append("--threads must be ≥ 1") }
+        if let workerID, !Validation.isValidID(workerID) { problems.append("--worker-id must match [A-Za-z0-9._-]{1,64}") }
+        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
+    }
+
+    func run() async throws {
+        RbeeLogging.bootstrap(format: logFormat, level: logLevel)
+        signal(SIGPIPE, SIG_IGN)
+        let logger = Logger(label: "llm-worker-rbee")
+        let environment = ProcessInfo.processInfo.environment
+        func seconds(_ flag: Double?, _ variable: String, _ fallback: Double) -> Duration {
+            .milliseconds(Int64((flag ?? environment[variable].flatMap(Double.init) ?? fallback) * 1000))
+        }
+
+        var engine = EngineConfiguration(modelPath: (model as NSString).expandingTildeInPath)
+        engine.parallel = parallel
+        engine.contextSize = ctxSize
+        engine.batchSize = batchSize
+        engine.maxQueue = maxQueue
+        engine.gpuLayers = gpuLayers
+        if let threads { engine.threads = threads }
+        engine.loadingTimeout = seconds(loadingTimeoutSecs, "RBEE_WORKER_LOADING_TIMEOUT_SECS", 600)
+
+        var configuration = WorkerConfiguration(engine: engine, workerID: workerID)
+        configuration.host = host
+        configuration.port = port
+        configuration.hiveURL = hiveURL
+        configuration.advertisedURL = advertiseURL
+        configuration.keepAliveInterval = seconds(keepAliveSecs, "RBEE_WORKER_KEEPALIVE_SECS", 10)
+        configuration.heartbeatInterval = seconds(heartbeatSecs, "RBEE_WORKER_HEARTBEAT_SECS", 15)
+        configuration.drainGrace = seconds(drainGraceSecs, "RBEE_WORKER_DRAIN_GRACE_SECS", 30)
+        do {
+            configuration.token = try APIToken.load(tokenFile: tokenFile)
+            if let token = configuration.token { logger.info("API token required", metadata: ["fingerprint": "\(token.fingerprint)"]) }
+            // A worker spawned by a hive must not outlive it.
+            if hiveURL != nil { _ = rbee_set_parent_death_signal(SIGTERM) }
+            try await WorkerService(configuration: configuration, logger: logger).run()
+        } catch {
+            logger.critical("worker failed", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+    }
+}
+
+extension RbeeLogging.Format: ExpressibleByArgument {}
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,27 @@
+# Sourced by the other scripts: pinned versions and cache locations.
+set -euo pipefail
+RBEE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=versions.env
+. "$RBEE_REPO/scripts/versions.env"
+RBEE_CACHE=${RBEE_CACHE:-$HOME/.cache/rbee}
+RBEE_LLAMA_DIR=${RBEE_LLAMA_DIR:-$RBEE_CACHE/llama.cpp-$LLAMA_CPP_PYTHON_VERSION}
+RBEE_MODEL_DIR=${RBEE_MODEL_DIR:-$RBEE_CACHE/models}
+RBEE_DEFAULT_MODEL=$RBEE_MODEL_DIR/$GEMMA_FILE
+export RBEE_CACHE RBEE_LLAMA_DIR RBEE_MODEL_DIR RBEE_DEFAULT_MODEL
+
+log() { printf '[rbee] %s\n' "$*" >&2; }
+
+# Debian packages, installed only when a command is missing.
+need_apt() {
+  local missing=()
+  local pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
