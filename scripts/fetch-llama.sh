@@ -7,8 +7,19 @@
 want_tools=0
 [ "${1:-}" = "--tools" ] && want_tools=1
 
+# Static libraries: binaries need no LD_LIBRARY_PATH or rpath. OpenMP off so nothing beyond
+# libstdc++ is needed at run time. llamafile's sgemm off: it serves only batches of 2 or more
+# columns, so with it a sequence's logits would depend on what it is batched with, and seeded
+# requests would not reproduce under load. The tools get the same flags, so benchmarks compare
+# like with like.
+flags="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
+-DGGML_OPENMP=OFF -DGGML_LLAMAFILE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+-DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_COMMON=ON ${RBEE_LLAMA_CMAKE_FLAGS:-}"
+
 prefix=$RBEE_LLAMA_DIR/install
-if [ -f "$prefix/lib/libllama.a" ] && { [ $want_tools -eq 0 ] || [ -x "$prefix/bin/llama-bench" ]; }; then
+stamp=$prefix/.rbee-build-flags
+if [ -f "$prefix/lib/libllama.a" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ] \
+  && { [ $want_tools -eq 0 ] || [ -x "$prefix/bin/llama-bench" ]; }; then
   exit 0
 fi
 
@@ -33,18 +44,17 @@ if [ ! -f "$src/include/llama.h" ]; then
   mv "$src.tmp" "$src"
 fi
 
-# Static libraries: binaries need no LD_LIBRARY_PATH or rpath. OpenMP off so nothing beyond
-# libstdc++ is needed at run time; the same flags for the tools keep benchmarks comparable.
-tools=OFF
-[ $want_tools -eq 1 ] && tools=ON
-log "building llama.cpp (tools=$tools); this takes a few minutes on 2 cores"
-cmake -S "$src" -B "$RBEE_LLAMA_DIR/build" -G Ninja \
-  -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$prefix" \
-  -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
-  -DGGML_OPENMP=OFF -DLLAMA_CURL=OFF \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-  -DLLAMA_BUILD_SERVER=$tools -DLLAMA_BUILD_TOOLS=$tools -DLLAMA_BUILD_COMMON=$tools \
-  -DLLAMA_BUILD_APP=OFF ${RBEE_LLAMA_CMAKE_FLAGS:-} >/dev/null
-cmake --build "$RBEE_LLAMA_DIR/build" -j"$(nproc)"
-cmake --install "$RBEE_LLAMA_DIR/build" >/dev/null
+build=$RBEE_LLAMA_DIR/build
+# shellcheck disable=SC2086
+cmake -S "$src" -B "$build" -G Ninja -DCMAKE_INSTALL_PREFIX="$prefix" $flags >/dev/null
+targets="llama ggml ggml-base ggml-cpu"
+[ $want_tools -eq 1 ] && targets="$targets llama-bench llama-server"
+log "building llama.cpp ($targets); a few minutes on 2 cores, more with the tools"
+# shellcheck disable=SC2086
+cmake --build "$build" -j"$(nproc)" --target $targets
+mkdir -p "$prefix/lib" "$prefix/include" "$prefix/bin"
+for lib in $(find "$build" -name 'lib*.a'); do cp "$lib" "$prefix/lib/"; done
+cp "$src"/include/llama.h "$src"/ggml/include/*.h "$prefix/include/"
+if [ $want_tools -eq 1 ]; then cp "$build/bin/llama-bench" "$build/bin/llama-server" "$prefix/bin/"; fi
+echo "$flags" > "$stamp"
 log "llama.cpp installed in $prefix"

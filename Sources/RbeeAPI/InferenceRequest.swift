@@ -70,16 +70,15 @@ public struct InferenceRequest: Sendable, Equatable {
         let messages = fields.messages("messages")
         var prompt = PromptInput.text("")
         switch (promptText, messages) {
-        case (let text?, nil): prompt = .text(text)
+        case (let text?, nil):
+            if text.isEmpty { fields.fail("prompt", "must not be empty") }
+            prompt = .text(text)
         case (nil, let messages?): prompt = .messages(messages)
         case (.some, .some): fields.fail("prompt", "give either prompt or messages, not both")
         case (nil, nil):
             if !fields.hasError("prompt"), !fields.hasError("messages") {
                 fields.fail("prompt", "required: give prompt (a string) or messages (an array)")
             }
-        }
-        if case .text(let text) = prompt, promptText != nil, text.isEmpty {
-            fields.fail("prompt", "must not be empty")
         }
 
         let maxTokens = fields.integer("max_tokens", in: Self.maxTokensRange) ?? Self.defaultMaxTokens
@@ -113,7 +112,8 @@ struct FieldReader {
         errors.append(.init(field: field, message: message))
     }
 
-    func hasError(_ field: String) -> Bool { errors.contains { $0.field == field } }
+    /// Whether `field` or one of its elements (`field[i]`) already has an error.
+    func hasError(_ field: String) -> Bool { errors.contains { $0.field == field || $0.field.hasPrefix(field + "[") } }
 
     /// The value, or nil when the field is absent or JSON null.
     private func value(_ field: String) -> JSONValue? {

@@ -6,13 +6,19 @@ public struct RbeeError: Error, Sendable, Equatable, CustomStringConvertible {
     public var details: [String: JSONValue]
     /// Seconds for a `Retry-After` header, for 429 and 503 answers.
     public var retryAfter: Int?
+    /// HTTP status when it differs from the code's usual one (413 for an oversized body).
+    public var status: Int?
 
-    public init(_ code: ErrorCode, _ message: String, details: [String: JSONValue] = [:], retryAfter: Int? = nil) {
+    public init(_ code: ErrorCode, _ message: String, details: [String: JSONValue] = [:], retryAfter: Int? = nil, status: Int? = nil) {
         self.code = code
         self.message = message
         self.details = details
         self.retryAfter = retryAfter
+        self.status = status
     }
+
+    /// The status this error answers with.
+    public var httpStatus: Int { status ?? code.httpStatus }
 
     public var description: String { "\(code.rawValue): \(message)" }
 

@@ -24,7 +24,8 @@ public struct CorrelationMiddleware: RouterMiddleware {
             response = try await next(request, context)
         } catch {
             let rbeeError = Self.rbeeError(from: error)
-            if rbeeError.code.httpStatus >= 500 {
+            // Refusals under load (503 with Retry-After) are expected: not errors of this server.
+            if rbeeError.httpStatus >= 500, rbeeError.retryAfter == nil {
                 context.logger.error("request failed", metadata: ["error": "\(rbeeError)"])
             } else {
                 context.logger.debug("request refused", metadata: ["error": "\(rbeeError)"])
@@ -40,18 +41,21 @@ public struct CorrelationMiddleware: RouterMiddleware {
         (1...128).contains(id.utf8.count) && id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
     }
 
+    static let bodyTooLarge = RbeeError(
+        .invalidRequest, "the request body is larger than \(Validation.maxBodyBytes) bytes",
+        details: ["max_bytes": .number(Double(Validation.maxBodyBytes))], status: 413)
+
     /// Maps thrown errors to rbee errors: Hummingbird's own (unknown route, body too large) too.
     static func rbeeError(from error: any Error) -> RbeeError {
         switch error {
         case let error as RbeeError:
             return error
+        case is NIOTooManyBytesError:
+            return bodyTooLarge
         case let error as HTTPError:
             switch error.status {
             case .notFound: return RbeeError(.notFound, error.body ?? "no such route")
-            case .contentTooLarge:
-                return RbeeError(
-                    .invalidRequest, "the request body is larger than \(Validation.maxBodyBytes) bytes",
-                    details: ["max_bytes": .number(Double(Validation.maxBodyBytes))])
+            case .contentTooLarge: return bodyTooLarge
             case .methodNotAllowed: return RbeeError(.notFound, "method not allowed on this route")
             default:
                 return RbeeError(error.status.code >= 500 ? .internalError : .invalidRequest, error.body ?? error.status.reasonPhrase)
@@ -65,7 +69,7 @@ public struct CorrelationMiddleware: RouterMiddleware {
 extension Response {
     /// The native error envelope with the status of its code (and `Retry-After` when set).
     public static func error(_ error: RbeeError, correlationID: String?) -> Response {
-        var status = HTTPResponse.Status(code: error.code.httpStatus)
+        var status = HTTPResponse.Status(code: error.httpStatus)
         if error.code == .cancelled { status = HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request") }
         var response = Response.json(ErrorEnvelope(error, correlationID: correlationID), status: status)
         if let retryAfter = error.retryAfter { response.headers[.retryAfter] = String(retryAfter) }

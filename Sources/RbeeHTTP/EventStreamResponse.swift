@@ -9,6 +9,9 @@ import RbeeAPI
 public enum EventStreamResponse {
     public static let headers: HTTPFields = [
         .contentType: "text/event-stream", .cacheControl: "no-cache", HTTPField.Name("X-Accel-Buffering")!: "no",
+        // The server closes the connection after a stream (disconnect detection consumes the
+        // request side), so clients must not pool it.
+        .connection: "close",
     ]
 
     private enum Item: Sendable {

@@ -15,6 +15,10 @@ public struct EngineConfiguration: Sendable {
     /// Requests waiting for a slot beyond which `submit` answers `ALL_SLOTS_BUSY`.
     public var maxQueue = 64
     public var gpuLayers = 0
+    /// Repacked CPU weights pick a different kernel by batch width, so a sequence's logits (and
+    /// a seeded request's text) would change with what runs beside it. Off by default: output is
+    /// then the same alone or under load. On trades that guarantee for faster prompt processing.
+    public var repackWeights = false
     public var loadingTimeout: Duration = .seconds(600)
 
     public init(modelPath: String) {

@@ -47,7 +47,9 @@ final class EngineLoop {
         let fileMB = ((try? FileManager.default.attributesOfItem(atPath: configuration.modelPath)[.size] as? Int) ?? 0) >> 20
         logger.info("loading model", metadata: ["path": "\(configuration.modelPath)"])
         do {
-            let model = try LlamaModel.load(path: configuration.modelPath, gpuLayers: configuration.gpuLayers) { [engine] fraction in
+            let model = try LlamaModel.load(
+                path: configuration.modelPath, gpuLayers: configuration.gpuLayers, repackWeights: configuration.repackWeights
+            ) { [engine] fraction in
                 let layers = min(layersTotal, Int(fraction * Double(layersTotal)))
                 if layers != self.lastPublishedLayers {
                     self.lastPublishedLayers = layers
@@ -69,6 +71,9 @@ final class EngineLoop {
             // One KV stream per slot: sequences do not share a prefix, and each slot's attention
             // is then computed alone, so output does not depend on what runs beside it.
             params.kv_unified = false
+            // CPU flash attention picks split-KV, tiled or plain kernels by batch shape; plain
+            // attention computes each row the same way whatever runs beside it.
+            if !configuration.repackWeights { params.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED }
             params.no_perf = true
             guard let context = llama_init_from_model(model.pointer, params) else {
                 throw RbeeError(.modelLoadFailed, "llama.cpp could not create a context of \(params.n_ctx) tokens")
@@ -182,54 +187,70 @@ final class EngineLoop {
         job.continuation.yield(.started(jobID: job.id, model: configuration.modelName, queueMs: (now - job.submittedAt).milliseconds))
     }
 
-    /// Builds one batch — a token for every generating slot, then prompt chunks within the
-    /// remaining budget — decodes it and samples every slot whose logits it produced.
+    /// One scheduling step: a single `llama_decode` with the next token of every generating slot
+    /// (continuous batching), then one prompt chunk for each slot still prefilling, each in its
+    /// own call. A decode step's logits do not depend on what it is batched with, but a prompt's
+    /// do depend on how it is cut into micro-batches; prefilling each prompt alone, in chunks
+    /// fixed by its own length, keeps seeded output identical alone and under load. A long prompt
+    /// holds the generating slots back by at most one chunk per token.
     private func decodeStep() {
-        var count: Int32 = 0
-        let capacity = Int32(configuration.batchSize)
-
-        func add(_ token: Int32, position: Int32, sequence: Int32, logits: Bool) {
-            batch.token[Int(count)] = token
-            batch.pos[Int(count)] = position
-            batch.n_seq_id[Int(count)] = 1
-            batch.seq_id[Int(count)]![0] = sequence
-            batch.logits[Int(count)] = logits ? 1 : 0
-            count += 1
-        }
-
+        var generating: [Int] = []
+        batch.n_tokens = 0
         for index in slots.indices {
             guard var generation = slots[index], generation.isGenerating else { continue }
-            generation.batchIndex = count
+            generation.batchIndex = batch.n_tokens
             add(generation.lastToken, position: generation.position, sequence: Int32(index), logits: true)
             generation.position += 1
             slots[index] = generation
+            generating.append(index)
         }
-        for index in slots.indices where count < capacity {
+        if !generating.isEmpty, decode(slots: generating) {
+            sampleAll(generating)
+        }
+
+        for index in slots.indices {
             guard var generation = slots[index], !generation.isGenerating else { continue }
-            let remaining = generation.prompt.count - generation.prefilled
-            let take = min(remaining, Int(capacity - count))
+            batch.n_tokens = 0
+            let take = min(generation.prompt.count - generation.prefilled, configuration.batchSize)
             for offset in 0..<take {
-                let last = offset == take - 1 && take == remaining
+                let last = generation.prefilled + offset == generation.prompt.count - 1
                 add(generation.prompt[generation.prefilled + offset], position: generation.position, sequence: Int32(index), logits: last)
                 generation.position += 1
             }
             generation.prefilled += take
-            generation.batchIndex = generation.isGenerating ? count - 1 : -1
+            generation.batchIndex = generation.isGenerating ? batch.n_tokens - 1 : -1
             slots[index] = generation
+            if decode(slots: [index]), generation.isGenerating {
+                sampleAll([index])
+            }
         }
-        batch.n_tokens = count
-        guard count > 0 else { return }
+    }
 
+    private func add(_ token: Int32, position: Int32, sequence: Int32, logits: Bool) {
+        let index = Int(batch.n_tokens)
+        batch.token[index] = token
+        batch.pos[index] = position
+        batch.n_seq_id[index] = 1
+        batch.seq_id[index]![0] = sequence
+        batch.logits[index] = logits ? 1 : 0
+        batch.n_tokens += 1
+    }
+
+    /// Decodes the batch; on failure the slots in it end with an error. Returns whether it succeeded.
+    private func decode(slots indices: [Int]) -> Bool {
         let status = llama_decode(context, batch)
         guard status == 0 else {
             let error = RbeeError(.internalError, Self.describeDecodeFailure(status))
             logger.error("llama_decode failed", metadata: ["status": "\(status)"])
-            for index in slots.indices where slots[index] != nil { fail(slot: index, error) }
-            return
+            for index in indices { fail(slot: index, error) }
+            return false
         }
+        return true
+    }
 
+    private func sampleAll(_ indices: [Int]) {
         let now = ContinuousClock.now
-        for index in slots.indices {
+        for index in indices {
             guard let generation = slots[index], generation.batchIndex >= 0 else { continue }
             let token = generation.sampler.sample(context: context, index: generation.batchIndex)
             handle(token: token, slot: index, now: now)

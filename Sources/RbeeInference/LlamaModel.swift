@@ -21,7 +21,11 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Loads the model at `path`. `progress` gets the fraction loaded (0…1) and returns false to
     /// abort the load. A missing, corrupt or non-GGUF file throws `MODEL_LOAD_FAILED`.
-    public static func load(path: String, gpuLayers: Int = 0, progress: @escaping (Double) -> Bool = { _ in true }) throws(RbeeError)
+    /// `repackWeights` lets llama.cpp re-lay weights for its CPU gemm kernels (see
+    /// `EngineConfiguration.repackWeights`).
+    public static func load(
+        path: String, gpuLayers: Int = 0, repackWeights: Bool = false, progress: @escaping (Double) -> Bool = { _ in true }
+    ) throws(RbeeError)
         -> LlamaModel
     {
         let file: GGUFFile
@@ -34,6 +38,7 @@ public final class LlamaModel: @unchecked Sendable {
         let box = ProgressBox(progress)
         var params = llama_model_default_params()
         params.n_gpu_layers = Int32(gpuLayers)
+        params.use_extra_bufts = repackWeights
         params.progress_callback = { fraction, userData in
             guard let userData else { return true }
             return Unmanaged<ProgressBox>.fromOpaque(userData).takeUnretainedValue().report(Double(fraction))

@@ -87,10 +87,14 @@ struct WorkerRoutes: Sendable {
         let result = try await request.body.consumeWithCancellationOnInboundClose { _ in
             await collect(events, jobID: jobID)
         }
+        // Disconnect detection consumed the request side: the connection closes after this.
+        var response: Response
         switch result {
-        case .success(let value): return .json(value)
-        case .failure(let error): throw error
+        case .success(let value): response = .json(value)
+        case .failure(let error): response = .error(error, correlationID: context.correlationID)
         }
+        response.headers[.connection] = "close"
+        return response
     }
 
     /// Gathers a whole generation for `stream: false`.

@@ -32,6 +32,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("batch-size"), help: "Most tokens per llama_decode call (prompt chunk size).") var batchSize: Int = 512
     @Option(name: .customLong("max-queue"), help: "Requests waiting for a slot before 503 ALL_SLOTS_BUSY.") var maxQueue: Int = 64
     @Option(name: .customLong("gpu-layers"), help: "Layers to offload to a GPU when llama.cpp was built with one.") var gpuLayers: Int = 0
+    @Flag(help: "Repack weights for llama.cpp's CPU gemm kernels: faster prompts, but seeded output then varies with load.")
+    var repack = false
     @Option(name: .customLong("worker-id"), help: "This worker's id (default: generated).") var workerID: String?
     @Option(name: .customLong("hive-url"), help: "Hive to report readiness and heartbeats to.") var hiveURL: String?
     @Option(name: .customLong("advertise-url"), help: "URL the hive should give out for this worker.") var advertiseURL: String?
@@ -70,6 +72,7 @@ struct WorkerCommand: AsyncParsableCommand {
         engine.batchSize = batchSize
         engine.maxQueue = maxQueue
         engine.gpuLayers = gpuLayers
+        engine.repackWeights = repack
         if let threads { engine.threads = threads }
         engine.loadingTimeout = seconds(loadingTimeoutSecs, "RBEE_WORKER_LOADING_TIMEOUT_SECS", 600)
 
