@@ -108,8 +108,12 @@ let package = Package(
         .testTarget(
             name: "RbeeWorkerTests",
             dependencies: [
-                "RbeeWorker", "RbeeAPI",
+                "RbeeWorker", "RbeeAPI", "RbeeHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: llamaSwiftSettings
         ),

@@ -62,7 +62,8 @@ public final class WorkerService: Sendable {
             let reporter = HiveReporter(
                 hiveURL: hiveURL, configuration: configuration, engine: engine, shutdown: shutdownSwitch,
                 advertisedURL: { [self] in url }, logger: logger)
-            services.append(.init(service: reporter))
+            // Its return (hive lost) only asks for a drain; the drain service ends the group.
+            services.append(.init(service: reporter, successTerminationBehavior: .ignore))
         }
         services.append(.init(service: app))
         services.append(

@@ -185,3 +185,20 @@ func inferenceJSON(_ prompt: String, maxTokens: Int, extra: String = "") -> Stri
     let quoted = String(decoding: try! JSONEncoder().encode(prompt), as: UTF8.self)
     return #"{"prompt":\#(quoted),"max_tokens":\#(maxTokens)\#(extra.isEmpty ? "" : "," + extra)}"#
 }
+
+/// Whether `task` ends (returns or throws) within `timeout`; the task itself is not cancelled.
+func finishes(_ task: Task<Void, any Error>, within timeout: Duration) async -> Bool {
+    await withTaskGroup(of: Bool.self) { group in
+        group.addTask {
+            _ = try? await task.value
+            return true
+        }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return false
+        }
+        let first = await group.next() ?? false
+        group.cancelAll()
+        return first
+    }
+}
