@@ -11,6 +11,21 @@ export RBEE_CACHE RBEE_LLAMA_DIR RBEE_MODEL_DIR RBEE_DEFAULT_MODEL
 
 log() { printf '[rbee] %s\n' "$*" >&2; }
 
+# The Swift toolchain lives in /opt/swift on the project's machines; a login shell may not have it.
+if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+  PATH=/opt/swift/usr/bin:$PATH
+fi
+
+# SwiftPM does not see the static llama.cpp libraries change (a rebuild with other flags), so
+# drop our linked products when the libraries are newer: the next build links them again.
+relink_if_llama_changed() {
+  local config=$1 bin stamp=$RBEE_LLAMA_DIR/install/.rbee-build-flags
+  bin=$(swift build -c "$config" --show-bin-path)
+  for product in llm-worker-rbee rbeePackageTests.xctest; do
+    if [ -e "$bin/$product" ] && [ "$stamp" -nt "$bin/$product" ]; then rm -f "$bin/$product"; fi
+  done
+}
+
 # Debian packages, installed only when a command is missing.
 need_apt() {
   local missing=()

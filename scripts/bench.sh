@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Benchmark (outside CI): the worker against llama.cpp's own tools, same model, same build of
+# llama.cpp, same threads and the same kernel settings (no weight repacking, no flash attention:
+# the worker's deterministic defaults).
+#   1. single-stream decode tokens/s through the HTTP worker  vs  llama-bench tg   (target >= 0.95)
+#   2. aggregate tokens/s, 4 and 8 concurrent streams  vs  llama-server, same --parallel (>= 1.0)
+# Usage: scripts/bench.sh [threads] [tokens]      Results: stdout and bench-results/latest.txt
+. "$(dirname "$0")/common.sh"
+cd "$RBEE_REPO"
+threads=${1:-$(nproc)}
+tokens=${2:-128}
+ctx=1024
+scripts/fetch-llama.sh --tools
+model=$(scripts/fetch-model.sh)
+relink_if_llama_changed release
+swift build -c release --product llm-worker-rbee >&2
+worker_bin=$(swift build -c release --show-bin-path)/llm-worker-rbee
+tools=$RBEE_LLAMA_DIR/install/bin
+mkdir -p bench-results
+out=bench-results/latest.txt
+: > "$out"
+report() { echo "$*" | tee -a "$out"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_ready() {  # url path
+  for _ in $(seq 1 600); do curl -sf "$1$2" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "server at $1 did not become ready" >&2; return 1
+}
+json() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())$1)"; }
+
+report "model: $model"
+report "threads: $threads, tokens per stream: $tokens, $(nproc) cores, llama.cpp from llama-cpp-python $LLAMA_CPP_PYTHON_VERSION"
+
+# 1. llama-bench, text generation only.
+bench_tps=$("$tools/llama-bench" -m "$model" -t "$threads" -p 0 -n "$tokens" -r 5 --repack 0 -fa 0 -o json 2>/dev/null \
+  | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["n_gen"]>0][0]; print(r["avg_ts"])')
+report "llama-bench tg$tokens: $(printf %.1f "$bench_tps") tokens/s"
+
+run_worker() {  # parallel
+  port=$(free_port)
+  "$worker_bin" --model "$model" --port "$port" --threads "$threads" --parallel "$1" --ctx-size "$ctx" --log-level error &
+  server=$!
+  wait_ready "http://127.0.0.1:$port" /v1/ready && until curl -s "http://127.0.0.1:$port/v1/ready" | grep -q '"ready":true'; do sleep 0.1; done
+  url=http://127.0.0.1:$port
+}
+run_llama_server() {  # parallel
+  port=$(free_port)
+  "$tools/llama-server" -m "$model" --port "$port" -t "$threads" -tb "$threads" -np "$1" -c $((ctx * $1)) -nr -fa off \
+    --no-webui --log-disable >/dev/null 2>&1 &
+  server=$!
+  wait_ready "http://127.0.0.1:$port" /health
+  url=http://127.0.0.1:$port
+}
+stop_server() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
+
+# Single stream through the worker: median of 3 runs of the client-side decode rate.
+run_worker 4
+python3 scripts/bench_client.py "$url" rbee 1 16 >/dev/null  # warm-up
+single=()
+for _ in 1 2 3; do single+=("$(python3 scripts/bench_client.py "$url" rbee 1 "$tokens" | json '["stream_decode_tps"]')"); done
+stop_server
+worker_tps=$(printf '%s\n' "${single[@]}" | sort -n | sed -n 2p)
+report "worker single stream: $(printf %.1f "$worker_tps") tokens/s (runs: ${single[*]})"
+report "RATIO single-stream worker/llama-bench: $(python3 -c "print(f'{$worker_tps/$bench_tps:.3f}')") (target >= 0.95)"
+
+for n in 4 8; do
+  run_worker "$n"
+  python3 scripts/bench_client.py "$url" rbee "$n" 16 >/dev/null
+  w=$(python3 scripts/bench_client.py "$url" rbee "$n" "$tokens")
+  stop_server
+  run_llama_server "$n"
+  python3 scripts/bench_client.py "$url" llama-server "$n" 16 >/dev/null
+  l=$(python3 scripts/bench_client.py "$url" llama-server "$n" "$tokens")
+  stop_server
+  wa=$(echo "$w" | json '["aggregate_tps"]'); la=$(echo "$l" | json '["aggregate_tps"]')
+  report "$n streams: worker $(printf %.1f "$wa") tokens/s, llama-server $(printf %.1f "$la") tokens/s"
+  report "  worker: $w"
+  report "  llama-server: $l"
+  report "RATIO aggregate $n streams worker/llama-server: $(python3 -c "print(f'{$wa/$la:.3f}')") (target >= 1.0)"
+done

