@@ -1,4 +1,5 @@
 import Logging
+import RbeeAPI
 import RbeeInference
 import ServiceLifecycle
 
@@ -17,7 +18,7 @@ struct DrainService: Service {
         await cancelWhenGracefulShutdown { [shutdown] in await shutdown.wait() }
         engine.beginDrain()
         let before = engine.snapshot()
-        logger.info("draining", metadata: ["in_flight": "\(before.slotsBusy + before.queueDepth)", "grace_s": "\(grace.components.seconds)"])
+        logger.info("draining", metadata: ["in_flight": "\(before.slotsBusy + before.queueDepth)", "grace_ms": "\(Int(grace.milliseconds))"])
         if await engine.waitUntilIdle(timeout: grace) {
             logger.info("drained: all in-flight work finished")
         } else {

@@ -135,6 +135,7 @@ import Testing
         let aloneText = try await alone.collect().text
         #expect(!aloneText.isEmpty)
 
+        // Started together with 3 others: all four prompts arrive in the same scheduling step.
         let others = (0..<3).map { inferenceJSON("Story number \($0):", maxTokens: 48, extra: #""temperature":1.0,"ignore_eos":true"#) }
         let texts = try await withThrowingTaskGroup(of: (Int, String).self) { group in
             for (index, json) in ([seeded] + others).enumerated() {
@@ -148,6 +149,19 @@ import Testing
             return results
         }
         #expect(texts[0] == aloneText)
+
+        // Arriving while 3 longer generations are already decoding.
+        var running: [EventStreamClient] = []
+        for index in 0..<3 {
+            var stream = try await EventStreamClient.open(
+                worker.baseURL + "/v1/inference",
+                json: inferenceJSON(String(repeating: "A longer context for stream \(index). ", count: 12), maxTokens: 80, extra: #""ignore_eos":true"#))
+            while let message = try await stream.next() { if case .token? = message.event { break } }
+            running.append(stream)
+        }
+        var beside = try await EventStreamClient.open(worker.baseURL + "/v1/inference", json: seeded)
+        #expect(try await beside.collect().text == aloneText)
+        for index in running.indices { #expect(try await running[index].collect().endsProperly) }
     }
 
     @Test func eightConcurrentStreamsOnFourSlotsAllComplete() async throws {
