@@ -212,6 +212,31 @@ import Testing
         #expect(try await delete(worker.baseURL + "/v1/inference/bound-q-0").status == .noContent)
     }
 
+    @Test func aRequestDeadlineEndsTheRequestBeforeOrDuringTheStream() async throws {
+        let worker = try await SharedWorker.get()
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let past = formatter.string(from: Date().addingTimeInterval(-1))
+        let (late, body) = try await post(
+            worker.baseURL + "/v1/inference", json: inferenceJSON("hi", maxTokens: 4), headers: [("X-Request-Deadline", past)])
+        #expect(late.status == .requestTimeout)
+        #expect(try decode(ErrorEnvelope.self, body).error.code == "DEADLINE_EXCEEDED")
+
+        let soon = formatter.string(from: Date().addingTimeInterval(0.5))
+        var stream = try await EventStreamClient.open(
+            worker.baseURL + "/v1/inference", json: inferenceJSON("Count:", maxTokens: 4000, extra: #""ignore_eos":true"#),
+            headers: [("X-Request-Deadline", soon)])
+        let transcript = try await stream.collect()
+        #expect(transcript.endsProperly)
+        #expect(transcript.tokens.count > 0)
+        guard case .error(let code, _)? = transcript.terminal else {
+            Issue.record("expected DEADLINE_EXCEEDED, got \(String(describing: transcript.terminal))")
+            return
+        }
+        #expect(code == "DEADLINE_EXCEEDED")
+        #expect(try await waitFor(timeout: .seconds(1)) { try await health(worker).slotsBusy == 0 } != nil)
+    }
+
     @Test func streamFalseReturnsOneDocument() async throws {
         let worker = try await SharedWorker.get()
         let (response, body) = try await post(
