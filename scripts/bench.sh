@@ -31,7 +31,7 @@ report "model: $model"
 report "threads: $threads, tokens per stream: $tokens, $(nproc) cores, llama.cpp from llama-cpp-python $LLAMA_CPP_PYTHON_VERSION"
 
 # 1. llama-bench, text generation only.
-bench_tps=$("$tools/llama-bench" -m "$model" -t "$threads" -p 0 -n "$tokens" -r 5 --repack 0 -fa 0 -o json 2>/dev/null \
+bench_tps=$("$tools/llama-bench" -m "$model" -t "$threads" -p 0 -n "$tokens" -r 5 --repack 0 -fa off -o json 2>/dev/null \
   | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["n_gen"]>0][0]; print(r["avg_ts"])')
 report "llama-bench tg$tokens: $(printf %.1f "$bench_tps") tokens/s"
 

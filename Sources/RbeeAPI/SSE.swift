@@ -14,6 +14,31 @@ public enum SSE {
         return "data: " + String(decoding: data, as: UTF8.self) + "\n\n"
     }
 
+    /// A `token` event frame, byte-identical to `frame(InferenceEvent.token(...))` but without
+    /// JSONEncoder: this runs once per generated token.
+    public static func tokenFrame(text: String, index: Int) -> String {
+        var out = "data: {\"i\":"
+        out.reserveCapacity(text.utf8.count + 48)
+        out += String(index)
+        out += ",\"t\":\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            case let control where control.value < 0x20:
+                out += "\\u00" + (control.value < 0x10 ? "0" : "") + String(control.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        out += "\",\"type\":\"token\"}\n\n"
+        return out
+    }
+
     /// A comment line; newlines in `text` are folded so it stays one comment.
     public static func comment(_ text: String) -> String {
         ": " + text.replacingOccurrences(of: "\n", with: " ") + "\n\n"

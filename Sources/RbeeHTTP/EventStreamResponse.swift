@@ -23,10 +23,12 @@ public enum EventStreamResponse {
     /// Streams `frames` (already SSE-encoded, the last one `[DONE]`) until the source ends or the
     /// client goes away. A client disconnect cancels the writer promptly, even while the source is
     /// silent, and `onEnd` then runs: it is where the work behind the stream is cancelled.
+    /// With `keepAlive`, a timer is merged in; pass nil when the source ticks by itself (the hot
+    /// inference path, where every hop per token counts).
     ///
     /// `request` must have had its body collected (SWIFT-NOTES trap 1).
     public static func make<Frames: AsyncSequence & Sendable>(
-        request: Request, keepAlive: Duration, frames: Frames, onEnd: @escaping @Sendable () -> Void = {}
+        request: Request, keepAlive: Duration?, frames: Frames, onEnd: @escaping @Sendable () -> Void = {}
     ) -> Response where Frames.Element == String, Frames.Failure == Never {
         Response(
             status: .ok, headers: headers,
@@ -34,6 +36,10 @@ public enum EventStreamResponse {
                 defer { onEnd() }
                 do {
                     try await request.body.consumeWithCancellationOnInboundClose { _ in
+                        guard let keepAlive else {
+                            for await frame in frames { try await writer.write(ByteBuffer(string: frame)) }
+                            return
+                        }
                         let ticks = AsyncTimerSequence(interval: keepAlive, clock: .continuous).map { _ in Item.keepAlive }
                         let items = chain(frames.map { Item.frame($0) }, [Item.end].async)
                         for await item in merge(items, ticks) {

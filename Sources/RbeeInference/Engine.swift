@@ -31,7 +31,7 @@ public final class Engine: Sendable {
         var model: LlamaModel?
         var pending: Deque<GenerationJob> = []
         /// Jobs the engine thread holds in slots.
-        var active: Set<String> = []
+        var active: [String: GenerationJob] = [:]
         /// Cancellations for the engine thread to apply at its next step.
         var cancelled: Set<String> = []
         var cancelAll = false
@@ -46,6 +46,26 @@ public final class Engine: Sendable {
         self.loading = ProgressBroadcast(
             initial: .loading(layersLoaded: 0, layersTotal: layers, vramMB: 0, ramMB: 0), isTerminal: { $0.isTerminal })
         self.shared = Mutex(Shared())
+        if let interval = configuration.keepAliveInterval {
+            Task { [weak self] in
+                while true {
+                    try? await Task.sleep(for: interval)
+                    guard let self, self.tickKeepAlive() else { return }
+                }
+            }
+        }
+    }
+
+    /// Sends a keep-alive into every queued and running job's stream; one ticker serves them all,
+    /// off the engine thread, so streams also tick while the model loads. Returns false once the
+    /// engine has stopped.
+    private func tickKeepAlive() -> Bool {
+        let (jobs, stopped): ([GenerationJob], Bool) = shared.withLock { state in
+            if case .stopped = state.phase { return ([], true) }
+            return (Array(state.pending) + Array(state.active.values), false)
+        }
+        for job in jobs { job.continuation.yield(.keepAlive) }
+        return !stopped
     }
 
     /// Starts the engine thread: it loads the model, then serves the queue until `shutdown`.
@@ -70,13 +90,17 @@ public final class Engine: Sendable {
     /// Accepts a request and returns its event stream at once. Throws `ALL_SLOTS_BUSY` (with
     /// `Retry-After`) when the queue is full, `UNAVAILABLE` while draining or after a failed load,
     /// `CONTEXT_LENGTH_EXCEEDED` or `INVALID_REQUEST` when the prompt cannot run.
-    public func submit(_ request: InferenceRequest, jobID: String, deadline: ContinuousClock.Instant? = nil) throws(RbeeError)
-        -> AsyncStream<InferenceEvent>
+    public func submit(_ request: InferenceRequest, jobID: String, deadline: ContinuousClock.Instant? = nil) async throws(RbeeError)
+        -> AsyncStream<EngineOutput>
     {
-        let model = shared.withLock { $0.model }
-        let tokens = try model.map { model throws(RbeeError) in try prepare(request.prompt, model: model) }
-        let (stream, continuation) = AsyncStream<InferenceEvent>.makeStream()
-        let job = GenerationJob(id: jobID, request: request, promptTokens: tokens, deadline: deadline, continuation: continuation)
+        let submittedAt = ContinuousClock.now
+        var tokens: [Int32]?
+        if let model = shared.withLock({ $0.model }) {
+            tokens = try await prepareOffPool(request.prompt, model: model)
+        }
+        let (stream, continuation) = AsyncStream<EngineOutput>.makeStream()
+        let job = GenerationJob(
+            id: jobID, request: request, promptTokens: tokens, submittedAt: submittedAt, deadline: deadline, continuation: continuation)
         let refusal: RbeeError? = shared.withLock { state in
             switch state.phase {
             case .draining, .stopped:
@@ -108,6 +132,19 @@ public final class Engine: Sendable {
         return stream
     }
 
+    /// Prompt preparation for `submit`: rendering and tokenizing a prompt of up to 4 MiB is CPU
+    /// work that must not hold one of the cooperative pool's few threads.
+    private let preparation = DispatchQueue(label: "rbee.prompt-preparation")
+
+    private func prepareOffPool(_ prompt: PromptInput, model: LlamaModel) async throws(RbeeError) -> [Int32] {
+        let result: Result<[Int32], RbeeError> = await withCheckedContinuation { continuation in
+            preparation.async {
+                continuation.resume(returning: Result { () throws(RbeeError) in try self.prepare(prompt, model: model) })
+            }
+        }
+        return try result.get()
+    }
+
     /// Renders and tokenizes a prompt, checking it fits a slot's context.
     func prepare(_ prompt: PromptInput, model: LlamaModel) throws(RbeeError) -> [Int32] {
         let text: String
@@ -131,7 +168,7 @@ public final class Engine: Sendable {
             if let index = state.pending.firstIndex(where: { $0.id == jobID }) {
                 return state.pending.remove(at: index)
             }
-            if state.active.contains(jobID) { state.cancelled.insert(jobID) }
+            if state.active[jobID] != nil { state.cancelled.insert(jobID) }
             return nil
         }
         if let queued {
@@ -143,7 +180,7 @@ public final class Engine: Sendable {
 
     /// Whether a job with this id is queued or running.
     public func isKnown(jobID: String) -> Bool {
-        shared.withLock { state in state.active.contains(jobID) || state.pending.contains { $0.id == jobID } }
+        shared.withLock { state in state.active[jobID] != nil || state.pending.contains { $0.id == jobID } }
     }
 
     // MARK: Lifecycle

@@ -20,6 +20,8 @@ public struct EngineConfiguration: Sendable {
     /// then the same alone or under load. On trades that guarantee for faster prompt processing.
     public var repackWeights = false
     public var loadingTimeout: Duration = .seconds(600)
+    /// Interval of the keep-alive ticks put into every queued and running job's stream; nil for none.
+    public var keepAliveInterval: Duration? = .seconds(10)
 
     public init(modelPath: String) {
         self.modelPath = modelPath

@@ -13,6 +13,8 @@ final class EngineLoop {
 
     private var model: LlamaModel!
     private var context: OpaquePointer!
+    /// Without an attached pool, ggml creates and joins its compute threads on every decode.
+    private var threadpool: OpaquePointer?
     private var batch = llama_batch()
     private var slots: [Generation?]
     private var pieceBuffer = [CChar](repeating: 0, count: 64)
@@ -32,8 +34,10 @@ final class EngineLoop {
         defer {
             llama_batch_free(batch)
             llama_free(context)
+            if let threadpool { ggml_threadpool_free(threadpool) }
         }
         while step() {}
+        engine.shared.withLock { $0.phase = .stopped }
         logger.info("engine stopped")
     }
 
@@ -80,6 +84,11 @@ final class EngineLoop {
             }
             self.model = model
             self.context = context
+            var poolParameters = ggml_threadpool_params_default(Int32(configuration.threads))
+            if let threadpool = ggml_threadpool_new(&poolParameters) {
+                self.threadpool = threadpool
+                llama_attach_threadpool(context, threadpool, threadpool)
+            }
             self.batch = llama_batch_init(Int32(configuration.batchSize), 0, 1)
             let elapsed = ContinuousClock.now - started
             engine.shared.withLock { state in
@@ -134,7 +143,7 @@ final class EngineLoop {
                 var admitted: [GenerationJob] = []
                 while admitted.count < freeSlots.count, let job = state.pending.popFirst() {
                     admitted.append(job)
-                    state.active.insert(job.id)
+                    state.active[job.id] = job
                 }
                 let cancelled = state.cancelled
                 state.cancelled.removeAll()
@@ -174,7 +183,7 @@ final class EngineLoop {
             tokens = job.promptTokens ?? []
             if job.promptTokens == nil { tokens = try engine.prepare(job.request.prompt, model: model) }
         } catch {
-            engine.shared.withLock { _ = $0.active.remove(job.id) }
+            engine.shared.withLock { _ = $0.active.removeValue(forKey: job.id) }
             job.fail(error)
             return
         }
@@ -184,7 +193,7 @@ final class EngineLoop {
             sampler: SlotSampler(request.sampling, vocabularySize: model.vocabularySize),
             stopMatcher: StopSequenceMatcher(request.stop),
             maxTokens: min(request.maxTokens, configuration.contextSize - tokens.count))
-        job.continuation.yield(.started(jobID: job.id, model: configuration.modelName, queueMs: (now - job.submittedAt).milliseconds))
+        job.emit(.started(jobID: job.id, model: configuration.modelName, queueMs: (now - job.submittedAt).milliseconds))
     }
 
     /// One scheduling step: a single `llama_decode` with the next token of every generating slot
@@ -274,7 +283,7 @@ final class EngineLoop {
         let text = generation.utf8.append(bytes)
         let (emit, stopped) = text.isEmpty ? ("", false) : generation.stopMatcher.feed(text)
         if !emit.isEmpty {
-            generation.job.continuation.yield(.token(text: emit, index: generation.emitted))
+            generation.job.emit(.token(text: emit, index: generation.emitted))
             generation.emitted += 1
         }
         slots[index] = generation
@@ -294,7 +303,7 @@ final class EngineLoop {
             let rest = generation.utf8.flush()
             let tail = generation.stopMatcher.feed(rest).emit + generation.stopMatcher.flush()
             if !tail.isEmpty {
-                generation.job.continuation.yield(.token(text: tail, index: generation.emitted))
+                generation.job.emit(.token(text: tail, index: generation.emitted))
                 generation.emitted += 1
             }
         }
@@ -314,7 +323,7 @@ final class EngineLoop {
         guard let generation = slots[index] else { return }
         _ = llama_memory_seq_rm(llama_get_memory(context), Int32(index), -1, -1)
         slots[index] = nil
-        engine.shared.withLock { _ = $0.active.remove(generation.job.id) }
+        engine.shared.withLock { _ = $0.active.removeValue(forKey: generation.job.id) }
     }
 
     static func describeDecodeFailure(_ status: Int32) -> String {
@@ -367,3 +376,4 @@ struct Generation {
             tokensOut: generated, promptTokens: prompt.count, ttftMs: ttft, decodeMs: decode, tokensPerSec: rate, stopReason: reason)
     }
 }
+

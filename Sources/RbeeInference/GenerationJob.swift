@@ -8,23 +8,27 @@ final class GenerationJob: Sendable {
     let promptTokens: [Int32]?
     let submittedAt: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant?
-    let continuation: AsyncStream<InferenceEvent>.Continuation
+    let continuation: AsyncStream<EngineOutput>.Continuation
 
     init(
-        id: String, request: InferenceRequest, promptTokens: [Int32]?, deadline: ContinuousClock.Instant?,
-        continuation: AsyncStream<InferenceEvent>.Continuation
+        id: String, request: InferenceRequest, promptTokens: [Int32]?, submittedAt: ContinuousClock.Instant,
+        deadline: ContinuousClock.Instant?, continuation: AsyncStream<EngineOutput>.Continuation
     ) {
         self.id = id
         self.request = request
         self.promptTokens = promptTokens
-        self.submittedAt = .now
+        self.submittedAt = submittedAt
         self.deadline = deadline
         self.continuation = continuation
     }
 
+    func emit(_ event: InferenceEvent) {
+        continuation.yield(.event(event))
+    }
+
     /// Sends a terminal event and closes the stream.
     func finish(_ event: InferenceEvent) {
-        continuation.yield(event)
+        continuation.yield(.event(event))
         continuation.finish()
     }
 

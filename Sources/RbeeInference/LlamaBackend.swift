@@ -11,7 +11,7 @@ enum LlamaBackend {
             guard !line.isEmpty else { return }
             switch level {
             case GGML_LOG_LEVEL_ERROR: llamaLogger.error("\(line)")
-            case GGML_LOG_LEVEL_WARN: llamaLogger.warning("\(line)")
+            case GGML_LOG_LEVEL_WARN: llamaLogger.notice("\(line)")
             default: llamaLogger.trace("\(line)")
             }
         }, nil)

@@ -1,17 +1,18 @@
 import RbeeAPI
+import RbeeInference
 
-/// Turns an engine event stream into SSE frames that always end with exactly one terminal event
+/// Turns an engine output stream into SSE frames that always end with exactly one terminal event
 /// and `[DONE]`: if the source ever ended without one, an `INTERNAL` error is sent in its place.
-/// It also feeds the request metrics as events pass.
+/// Keep-alive ticks become comment lines. It also feeds the request metrics as events pass.
 struct InferenceEventFrames: AsyncSequence, Sendable {
     typealias Element = String
     typealias Failure = Never
 
-    let events: AsyncStream<InferenceEvent>
+    let events: AsyncStream<EngineOutput>
     let metrics: WorkerMetrics
 
     struct AsyncIterator: AsyncIteratorProtocol {
-        var source: AsyncStream<InferenceEvent>.AsyncIterator
+        var source: AsyncStream<EngineOutput>.AsyncIterator
         let metrics: WorkerMetrics
         var sentTerminal = false
         var sentDone = false
@@ -23,14 +24,16 @@ struct InferenceEventFrames: AsyncSequence, Sendable {
                 sentDone = true
                 return SSE.done
             }
-            let event =
+            let output =
                 await source.next()
-                ?? .error(code: ErrorCode.internalError.rawValue, message: "the engine closed the stream without a result")
+                ?? .event(.error(code: ErrorCode.internalError.rawValue, message: "the engine closed the stream without a result"))
+            guard case .event(let event) = output else { return SSE.keepAlive }
             switch event {
-            case .token:
+            case .token(let text, let index):
                 let now = ContinuousClock.now
                 if let lastToken { metrics.recordInterToken(now - lastToken) }
                 lastToken = now
+                return SSE.tokenFrame(text: text, index: index)
             case .end, .error:
                 sentTerminal = true
                 metrics.record(terminal: event)

@@ -68,9 +68,9 @@ struct WorkerRoutes: Sendable {
         if inference.jobID != nil, engine.isKnown(jobID: jobID) {
             throw RbeeError(.invalidRequest, "job_id \(jobID) is already queued or running", details: ["job_id": .string(jobID)])
         }
-        let events: AsyncStream<InferenceEvent>
+        let events: AsyncStream<EngineOutput>
         do {
-            events = try engine.submit(inference, jobID: jobID, deadline: deadline)
+            events = try await engine.submit(inference, jobID: jobID, deadline: deadline)
         } catch {
             metrics.recordRejected()
             throw error
@@ -79,7 +79,8 @@ struct WorkerRoutes: Sendable {
 
         if inference.stream {
             let frames = InferenceEventFrames(events: events, metrics: metrics)
-            return EventStreamResponse.make(request: request, keepAlive: configuration.keepAliveInterval, frames: frames) { [engine] in
+            // Keep-alive ticks come from the engine, inside the stream itself.
+            return EventStreamResponse.make(request: request, keepAlive: nil, frames: frames) { [engine] in
                 engine.cancel(jobID: jobID)
             }
         }
@@ -98,9 +99,10 @@ struct WorkerRoutes: Sendable {
     }
 
     /// Gathers a whole generation for `stream: false`.
-    private func collect(_ events: AsyncStream<InferenceEvent>, jobID: String) async -> Result<InferenceResult, RbeeError> {
+    private func collect(_ events: AsyncStream<EngineOutput>, jobID: String) async -> Result<InferenceResult, RbeeError> {
         var text = ""
-        for await event in events {
+        for await output in events {
+            guard case .event(let event) = output else { continue }
             switch event {
             case .started: continue
             case .token(let piece, _): text += piece

@@ -23,7 +23,9 @@ public final class WorkerService: Sendable {
         var logger = logger
         logger[metadataKey: "worker_id"] = .string(configuration.workerID)
         self.logger = logger
-        self.engine = Engine(configuration: configuration.engine, logger: logger)
+        var engineConfiguration = configuration.engine
+        engineConfiguration.keepAliveInterval = configuration.keepAliveInterval
+        self.engine = Engine(configuration: engineConfiguration, logger: logger)
     }
 
     /// The port the server listens on, once it does.

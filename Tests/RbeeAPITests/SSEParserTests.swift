@@ -25,6 +25,11 @@ import Testing
         #expect(parser.feed(Array("data: a\r\ndata: b\r\n\r\n".utf8)) == [.data("a\nb")])
     }
 
+    @Test(arguments: ["plain", "quote \" and \\ backslash", "line\nbreak\ttab\r", "\u{01}\u{1F}\u{08}\u{0C}", "é🐝日本", "</script>/"])
+    func handEncodedTokenFramesMatchJSONEncoder(text: String) {
+        #expect(SSE.tokenFrame(text: text, index: 42) == SSE.frame(InferenceEvent.token(text: text, index: 42)))
+    }
+
     @Test func eventsRoundTripThroughJSON() throws {
         let events: [InferenceEvent] = [
             .started(jobID: "j1", model: "m", queueMs: 1.5),

@@ -28,10 +28,11 @@ enum SharedEngine {
 
 /// Runs one request to its end and returns its token events and terminal event.
 func generate(_ request: InferenceRequest, on engine: Engine) async throws -> (tokens: [String], terminal: InferenceEvent?) {
-    let events = try engine.submit(request, jobID: "job-" + UUID().uuidString.lowercased())
+    let events = try await engine.submit(request, jobID: "job-" + UUID().uuidString.lowercased())
     var tokens: [String] = []
     var terminal: InferenceEvent?
-    for await event in events {
+    for await output in events {
+        guard case .event(let event) = output else { continue }
         switch event {
         case .token(let text, _): tokens.append(text)
         case .end, .error: terminal = event
@@ -89,7 +90,7 @@ func generate(_ request: InferenceRequest, on engine: Engine) async throws -> (t
         let engine = await SharedEngine.get()
         let request = InferenceRequest(prompt: .text(String(repeating: "bee ", count: 800)), maxTokens: 4)
         do {
-            _ = try engine.submit(request, jobID: "too-long")
+            _ = try await engine.submit(request, jobID: "too-long")
             Issue.record("a prompt over the context was accepted")
         } catch {
             #expect(error.code == .contextLengthExceeded)
@@ -100,17 +101,17 @@ func generate(_ request: InferenceRequest, on engine: Engine) async throws -> (t
 
     @Test func cancellingAQueuedJobEndsItWithCancelled() async throws {
         let engine = await SharedEngine.get()
-        var streams: [AsyncStream<InferenceEvent>] = []
+        var streams: [AsyncStream<EngineOutput>] = []
         for index in 0..<3 {
             streams.append(
-                try engine.submit(InferenceRequest(prompt: .text("Count:"), maxTokens: 2000, ignoreEOS: true), jobID: "c-\(index)"))
+                try await engine.submit(InferenceRequest(prompt: .text("Count:"), maxTokens: 2000, ignoreEOS: true), jobID: "c-\(index)"))
         }
         engine.cancel(jobID: "c-2")  // queued behind two slots
         engine.cancel(jobID: "c-0")
         engine.cancel(jobID: "c-1")
         for stream in streams {
             var last: InferenceEvent?
-            for await event in stream { last = event }
+            for await output in stream { if case .event(let event) = output { last = event } }
             guard case .end(let stats)? = last else {
                 Issue.record("expected end, got \(String(describing: last))")
                 continue
