@@ -30,11 +30,6 @@ json() { python3 -c "import json,sys; print(json.loads(sys.stdin.read())$1)"; }
 report "model: $model"
 report "threads: $threads, tokens per stream: $tokens, $(nproc) cores, llama.cpp from llama-cpp-python $LLAMA_CPP_PYTHON_VERSION"
 
-# 1. llama-bench, text generation only.
-bench_tps=$("$tools/llama-bench" -m "$model" -t "$threads" -p 0 -n "$tokens" -r 5 --repack 0 -fa off -o json 2>/dev/null \
-  | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["n_gen"]>0][0]; print(r["avg_ts"])')
-report "llama-bench tg$tokens: $(printf %.1f "$bench_tps") tokens/s"
-
 run_worker() {  # parallel
   port=$(free_port)
   "$worker_bin" --model "$model" --port "$port" --threads "$threads" --parallel "$1" --ctx-size "$ctx" --log-level error &
@@ -52,28 +47,40 @@ run_llama_server() {  # parallel
 }
 stop_server() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
 
-# Single stream through the worker: median of 3 runs of the client-side decode rate.
+# 1. Single stream: llama-bench tg (pure decode, no sampling, no HTTP) and the worker's
+# client-side decode rate, alternating, medians of 3.
 run_worker 4
 python3 scripts/bench_client.py "$url" rbee 1 16 >/dev/null  # warm-up
-single=()
-for _ in 1 2 3; do single+=("$(python3 scripts/bench_client.py "$url" rbee 1 "$tokens" | json '["stream_decode_tps"]')"); done
+single=(); bench=()
+for _ in 1 2 3; do
+  bench+=("$("$tools/llama-bench" -m "$model" -t "$threads" -p 0 -n "$tokens" -r 2 --repack 0 -fa off -o json 2>/dev/null \
+    | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["n_gen"]>0][0]; print(r["avg_ts"])')")
+  single+=("$(python3 scripts/bench_client.py "$url" rbee 1 "$tokens" | json '["stream_decode_tps"]')")
+done
 stop_server
-worker_tps=$(printf '%s\n' "${single[@]}" | sort -n | sed -n 2p)
+median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+bench_tps=$(median3 "${bench[@]}"); worker_tps=$(median3 "${single[@]}")
+report "llama-bench tg$tokens: $(printf %.1f "$bench_tps") tokens/s (runs: ${bench[*]})"
 report "worker single stream: $(printf %.1f "$worker_tps") tokens/s (runs: ${single[*]})"
 report "RATIO single-stream worker/llama-bench: $(python3 -c "print(f'{$worker_tps/$bench_tps:.3f}')") (target >= 0.95)"
 
+# Aggregates: both servers stay loaded and the runs alternate (worker, llama-server, worker, ...),
+# so drift on a shared machine (10-15 % between minutes here) hits both alike; medians of 5.
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 for n in 4 8; do
-  run_worker "$n"
-  python3 scripts/bench_client.py "$url" rbee "$n" 16 >/dev/null
-  w=$(python3 scripts/bench_client.py "$url" rbee "$n" "$tokens")
-  stop_server
-  run_llama_server "$n"
-  python3 scripts/bench_client.py "$url" llama-server "$n" 16 >/dev/null
-  l=$(python3 scripts/bench_client.py "$url" llama-server "$n" "$tokens")
-  stop_server
-  wa=$(echo "$w" | json '["aggregate_tps"]'); la=$(echo "$l" | json '["aggregate_tps"]')
-  report "$n streams: worker $(printf %.1f "$wa") tokens/s, llama-server $(printf %.1f "$la") tokens/s"
-  report "  worker: $w"
-  report "  llama-server: $l"
+  run_worker "$n"; worker_url=$url; worker_pid=$server
+  run_llama_server "$n"; server_url=$url; server_pid=$server
+  python3 scripts/bench_client.py "$worker_url" rbee "$n" 16 >/dev/null
+  python3 scripts/bench_client.py "$server_url" llama-server "$n" 16 >/dev/null
+  ws=(); ls=()
+  for _ in 1 2 3 4 5; do
+    w=$(python3 scripts/bench_client.py "$worker_url" rbee "$n" "$tokens"); report "  worker: $w"
+    ws+=("$(echo "$w" | json '["aggregate_tps"]')")
+    l=$(python3 scripts/bench_client.py "$server_url" llama-server "$n" "$tokens"); report "  llama-server: $l"
+    ls+=("$(echo "$l" | json '["aggregate_tps"]')")
+  done
+  server=$worker_pid; stop_server; server=$server_pid; stop_server
+  wa=$(median "${ws[@]}"); la=$(median "${ls[@]}")
+  report "$n streams (median of 5, alternating): worker $(printf %.1f "$wa") tokens/s, llama-server $(printf %.1f "$la") tokens/s"
   report "RATIO aggregate $n streams worker/llama-server: $(python3 -c "print(f'{$wa/$la:.3f}')") (target >= 1.0)"
 done
