@@ -22,6 +22,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "llm-worker-rbee", targets: ["llm-worker-rbee"]),
+        .executable(name: "rbee-hive", targets: ["rbee-hive"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -35,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Wire types shared by every program: requests, events, errors, SSE framing.
@@ -102,6 +105,33 @@ let package = Package(
             ],
             swiftSettings: llamaSwiftSettings
         ),
+        // The hive: model catalog, downloads, devices.
+        .target(
+            name: "RbeeHive",
+            dependencies: [
+                "RbeeAPI", "RbeeHTTP", "RbeeGGUF",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "rbee-hive",
+            dependencies: [
+                "RbeeHive", "RbeeAPI", "RbeeHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "RbeeAPITests", dependencies: ["RbeeAPI"]),
         .testTarget(name: "RbeeGGUFTests", dependencies: ["RbeeGGUF"]),
         .testTarget(name: "RbeeInferenceTests", dependencies: ["RbeeInference"], swiftSettings: llamaSwiftSettings),
@@ -116,6 +146,17 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: llamaSwiftSettings
+        ),
+        .testTarget(
+            name: "RbeeHiveTests",
+            dependencies: [
+                "RbeeHive", "RbeeAPI", "RbeeHTTP", "RbeeGGUF",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
         ),
     ]
 )

@@ -1,5 +1,6 @@
 import Logging
 import RbeeAPI
+import RbeeHTTP
 import RbeeInference
 import ServiceLifecycle
 

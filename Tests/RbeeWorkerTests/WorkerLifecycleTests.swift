@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import Logging
 import Hummingbird
 import NIOCore
 import RbeeAPI
@@ -193,7 +194,8 @@ final class RecordingHive: Sendable {
             onServerRunning: { channel in
                 ports.continuation.yield(channel.localAddress?.port ?? 0)
                 ports.continuation.finish()
-            })
+            },
+            logger: { var logger = Logger(label: "test-server"); logger.logLevel = .critical; return logger }())
         let task = Task { try await app.runService() }
         var port = 0
         for await value in ports.stream { port = value }

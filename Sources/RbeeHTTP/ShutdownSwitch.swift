@@ -1,7 +1,7 @@
 import Synchronization
 
-/// A one-way request to drain and stop, from `POST /v1/shutdown` or a lost hive. The worker's
-/// `DrainService` waits on it beside the process signals.
+/// A one-way request to drain and stop, from `POST /v1/shutdown`, a lost parent or a signal.
+/// A daemon's drain service waits on it beside the process signals.
 public final class ShutdownSwitch: Sendable {
     private struct State {
         var requested = false
@@ -25,7 +25,7 @@ public final class ShutdownSwitch: Sendable {
     public var isRequested: Bool { state.withLock { $0.requested } }
 
     /// Returns once a shutdown is requested, or when the calling task is cancelled.
-    func wait() async {
+    public func wait() async {
         let id = state.withLock { state -> Int in
             defer { state.nextID += 1 }
             return state.nextID

@@ -1,0 +1,67 @@
+import Foundation
+import Hummingbird
+import Logging
+import RbeeAPI
+import RbeeHTTP
+import ServiceLifecycle
+
+/// One `rbee-hive`: the HTTP server and the model catalog and downloads, run as one service
+/// group until SIGTERM/SIGINT (with `handleSignals`) or `POST /v1/shutdown`.
+public final class HiveService: Sendable {
+    public let configuration: HiveConfiguration
+    public let provisioner: ModelProvisioner
+    public let metrics: HiveMetrics
+    public let shutdownSwitch = ShutdownSwitch()
+    private let logger: Logger
+    private let portBroadcast = ProgressBroadcast<Int>(isTerminal: { _ in true })
+
+    public init(configuration: HiveConfiguration, logger: Logger) async throws {
+        self.configuration = configuration
+        self.logger = logger
+        let metrics = HiveMetrics()
+        self.metrics = metrics
+        let catalog = try await ModelCatalog(home: configuration.home, logger: logger)
+        self.provisioner = ModelProvisioner(
+            catalog: catalog, settings: configuration.downloads, extraModelDirectories: configuration.extraModelDirectories,
+            logger: logger, onBytes: { metrics.recordBytes($0) })
+    }
+
+    /// The port the server listens on, once it does.
+    public func port() async -> Int {
+        for await port in portBroadcast.subscribe() { return port }
+        return configuration.port
+    }
+
+    public func run(handleSignals: Bool = true) async throws {
+        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
+        let router = Router(context: RbeeRequestContext.self)
+        router.add(middleware: CorrelationMiddleware())
+        router.add(middleware: BearerAuthMiddleware(token: configuration.token))
+        HiveRoutes(configuration: configuration, provisioner: provisioner, metrics: metrics, shutdown: shutdownSwitch).register(on: router)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "rbee-hive"),
+            onServerRunning: { [portBroadcast, logger, host = configuration.host] channel in
+                let port = channel.localAddress?.port ?? 0
+                portBroadcast.publish(port)
+                logger.info("listening", metadata: ["host": "\(host)", "port": "\(port)"])
+            },
+            logger: logger)
+        let stop = StopOnRequest(shutdown: shutdownSwitch)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: app), .init(service: stop, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+        try await group.run()
+        logger.info("hive stopped")
+    }
+}
+
+/// Ends the group gracefully when a shutdown is requested over HTTP.
+struct StopOnRequest: Service {
+    let shutdown: ShutdownSwitch
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { [shutdown] in await shutdown.wait() }
+    }
+}

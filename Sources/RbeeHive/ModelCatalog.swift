@@ -1,0 +1,153 @@
+import Foundation
+import GRDB
+import Logging
+import RbeeAPI
+import RbeeGGUF
+
+/// The hive's model catalog: one SQLite database (GRDB, WAL) under `$RBEE_HOME/hive`, describing
+/// the GGUF files in `$RBEE_HOME/models` and imported `file:` models.
+///
+/// A database that cannot be opened or is corrupt is moved aside and rebuilt by rescanning the
+/// model directory, so a bad catalog never keeps the hive from starting.
+public final class ModelCatalog: Sendable {
+    public let modelDirectory: String
+    private let database: DatabasePool
+    private let logger: Logger
+
+    public init(home: String, logger: Logger) async throws {
+        self.logger = logger
+        self.modelDirectory = home + "/models"
+        let hiveDirectory = home + "/hive"
+        try FileManager.default.createDirectory(atPath: hiveDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: modelDirectory, withIntermediateDirectories: true)
+        let path = hiveDirectory + "/catalog.sqlite"
+        do {
+            database = try Self.open(path: path)
+        } catch {
+            let aside = path + ".corrupt-\(Int(Date().timeIntervalSince1970))"
+            logger.error("catalog unreadable: moving it aside and rescanning", metadata: ["path": "\(path)", "aside": "\(aside)", "error": "\(error)"])
+            for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+                try FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
+            }
+            database = try Self.open(path: path)
+            try await rescan()
+        }
+    }
+
+    private static func open(path: String) throws -> DatabasePool {
+        let pool = try DatabasePool(path: path)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: models") { db in
+            try db.create(table: "model") { table in
+                table.primaryKey("id", .text)
+                table.column("sourceRef", .text).notNull().indexed()
+                table.column("localPath", .text).notNull()
+                table.column("sizeBytes", .integer).notNull()
+                table.column("sha256", .text).notNull()
+                table.column("architecture", .text)
+                table.column("layerCount", .integer)
+                table.column("contextLength", .integer)
+                table.column("quantization", .text)
+                table.column("parameterCount", .integer)
+                table.column("createdAt", .double).notNull()
+            }
+        }
+        try migrator.migrate(pool)
+        // A corrupt file can open fine and fail on first read: read once now.
+        _ = try pool.read { db in try ModelRow.fetchCount(db) }
+        return pool
+    }
+
+    /// Rebuilds rows for the GGUF files of the model directory.
+    private func rescan() async throws {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: modelDirectory)) ?? []
+        for file in files where file.hasSuffix(".gguf") {
+            let path = modelDirectory + "/" + file
+            do {
+                let info = try await Self.describe(path: path, id: String(file.dropLast(5)), sourceRef: "file:" + path)
+                try await add(info)
+                logger.info("catalog: rescanned model", metadata: ["id": "\(info.id)"])
+            } catch {
+                logger.warning("catalog: skipped unreadable file", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Facts of a GGUF file: header fields and sha256 (given, or computed).
+    static func describe(path: String, id: String, sourceRef: String, sha256: String? = nil) async throws -> ModelInfo {
+        let file = try GGUFFile(path: path)
+        var digest = sha256 ?? ""
+        if sha256 == nil { digest = try await FileHasher.sha256(path: path) }
+        return ModelInfo(
+            id: id, sourceRef: sourceRef, localPath: path, sizeBytes: file.fileSize, sha256: digest, architecture: file.architecture,
+            layerCount: file.blockCount, contextLength: file.contextLength, quantization: file.quantization,
+            parameterCount: file.parameterCount, createdAt: Date().timeIntervalSince1970)
+    }
+
+    public func add(_ info: ModelInfo) async throws {
+        try await database.write { db in try ModelRow(info).save(db) }
+    }
+
+    public func model(id: String) async throws -> ModelInfo? {
+        try await database.read { db in try ModelRow.fetchOne(db, key: id)?.info }
+    }
+
+    public func model(sourceRef: String) async throws -> ModelInfo? {
+        try await database.read { db in
+            try ModelRow.filter(Column("sourceRef") == sourceRef).fetchOne(db)?.info
+        }
+    }
+
+    /// Newest first.
+    public func list() async throws -> [ModelInfo] {
+        try await database.read { db in try ModelRow.order(Column("createdAt").desc).fetchAll(db).map(\.info) }
+    }
+
+    /// Removes the row, and the file when it lives in the model directory (imported files stay).
+    @discardableResult
+    public func remove(id: String) async throws -> ModelInfo? {
+        guard let info = try await model(id: id) else { return nil }
+        if info.localPath.hasPrefix(modelDirectory + "/") {
+            try? FileManager.default.removeItem(atPath: info.localPath)
+        }
+        _ = try await database.write { db in try ModelRow.deleteOne(db, key: id) }
+        return info
+    }
+}
+
+/// The catalog's row; `ModelInfo` is the wire form.
+struct ModelRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "model"
+    var id: String
+    var sourceRef: String
+    var localPath: String
+    var sizeBytes: Int
+    var sha256: String
+    var architecture: String?
+    var layerCount: Int?
+    var contextLength: Int?
+    var quantization: String?
+    var parameterCount: Int?
+    var createdAt: Double
+
+    init(_ info: ModelInfo) {
+        id = info.id
+        sourceRef = info.sourceRef
+        localPath = info.localPath
+        sizeBytes = info.sizeBytes
+        sha256 = info.sha256
+        architecture = info.architecture
+        layerCount = info.layerCount
+        contextLength = info.contextLength
+        quantization = info.quantization
+        parameterCount = info.parameterCount
+        createdAt = info.createdAt
+    }
+
+    var info: ModelInfo {
+        ModelInfo(
+            id: id, sourceRef: sourceRef, localPath: localPath, sizeBytes: sizeBytes, sha256: sha256, architecture: architecture,
+            layerCount: layerCount, contextLength: contextLength, quantization: quantization, parameterCount: parameterCount,
+            createdAt: createdAt)
+    }
+}

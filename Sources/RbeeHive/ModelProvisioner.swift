@@ -1,0 +1,123 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import RbeeAPI
+
+/// Turns a model reference into a catalogued file: a cache hit, an imported local file, or a
+/// download followed through the tracker.
+public final class ModelProvisioner: Sendable {
+    public let catalog: ModelCatalog
+    public let tracker: DownloadTracker
+    let downloader: ModelDownloader
+    let settings: DownloadSettings
+    /// Directories `file:` references may point into (symlinks resolved first).
+    let allowedDirectories: [String]
+    private let logger: Logger
+
+    public init(
+        catalog: ModelCatalog, settings: DownloadSettings, extraModelDirectories: [String] = [], client: HTTPClient = .shared,
+        logger: Logger, onBytes: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
+        self.catalog = catalog
+        self.tracker = DownloadTracker()
+        self.settings = settings
+        self.logger = logger
+        self.allowedDirectories = ([catalog.modelDirectory] + extraModelDirectories).map { Self.resolved($0) }
+        self.downloader = ModelDownloader(client: client, settings: settings, catalog: catalog, logger: logger, onBytes: onBytes)
+    }
+
+    /// `POST /v1/models/download`: answers at once with `cached` or a download to follow.
+    public func request(_ body: DownloadRequest) async throws(RbeeError) -> DownloadStarted {
+        let reference = try ModelReference(parsing: body.modelRef)
+        if let sha256 = body.sha256, !(sha256.count == 64 && sha256.allSatisfy(\.isHexDigit)) {
+            throw RbeeError.invalid([.init(field: "sha256", message: "must be 64 hexadecimal characters")])
+        }
+        switch reference {
+        case .catalogID(let id):
+            guard let info = try await catalogCall({ try await self.catalog.model(id: id) }) else {
+                throw RbeeError(.modelNotFound, "no model \(id) in this hive's catalog", details: ["model_id": .string(id)])
+            }
+            return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
+        case .file(let path):
+            return try await importFile(path: path, reference: reference, expectedSHA256: body.sha256)
+        case .huggingFace, .url:
+            return try await download(reference, expectedSHA256: body.sha256?.lowercased())
+        }
+    }
+
+    private func download(_ reference: ModelReference, expectedSHA256: String?) async throws(RbeeError) -> DownloadStarted {
+        let source = reference.description
+        if let info = try await catalogCall({ try await self.catalog.model(sourceRef: source) }),
+            FileManager.default.fileExists(atPath: info.localPath)
+        {
+            return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
+        }
+        var id = reference.derivedID
+        let derived = id
+        if let taken = try await catalogCall({ try await self.catalog.model(id: derived) }), taken.sourceRef != source {
+            id = String(id.prefix(55)) + "-" + String(source.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }, radix: 16)
+        }
+        var headers: [String: String] = [:]
+        let url: String
+        switch reference {
+        case .huggingFace(let organization, let repository, let revision, let file):
+            url = "\(settings.hfEndpoint)/\(organization)/\(repository)/resolve/\(revision ?? "main")/\(file)"
+            if let token = settings.hfToken { headers["Authorization"] = "Bearer \(token)" }
+        case .url(let raw):
+            url = raw
+        default:
+            preconditionFailure("only remote references are downloaded")
+        }
+        let plan = DownloadPlan(
+            modelID: id, sourceRef: source, url: url, headers: headers, expectedSHA256: expectedSHA256,
+            destination: catalog.modelDirectory + "/" + id + ".gguf")
+        let (downloadID, started) = tracker.start(modelID: id) { [downloader] report in
+            await downloader.run(plan, report: report)
+        }
+        if started { logger.info("download started", metadata: ["model": "\(id)", "download_id": "\(downloadID)", "url": "\(url)"]) }
+        return DownloadStarted(downloadID: downloadID, modelID: id, status: .downloading)
+    }
+
+    private func importFile(path: String, reference: ModelReference, expectedSHA256: String?) async throws(RbeeError) -> DownloadStarted {
+        let real = Self.resolved(path)
+        guard allowedDirectories.contains(where: { real.hasPrefix($0 + "/") }) else {
+            throw RbeeError(
+                .invalidModelRef, "file: references must point inside the hive's model directories",
+                details: ["path": .string(path), "model_directories": .array(allowedDirectories.map { .string($0) })])
+        }
+        guard FileManager.default.fileExists(atPath: real) else {
+            throw RbeeError(.modelNotFound, "no file at \(path)", details: ["path": .string(path)])
+        }
+        if let info = try await catalogCall({ try await self.catalog.model(sourceRef: reference.description) }) {
+            return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
+        }
+        let info: ModelInfo
+        do {
+            info = try await ModelCatalog.describe(path: real, id: reference.derivedID, sourceRef: reference.description)
+        } catch {
+            throw RbeeError(.invalidModelRef, "\(path) is not a usable GGUF model: \(error)", details: ["path": .string(path)])
+        }
+        if let expectedSHA256, expectedSHA256.lowercased() != info.sha256 {
+            throw RbeeError(
+                .checksumMismatch, "sha256 of \(path) is \(info.sha256), expected \(expectedSHA256)",
+                details: ["expected": .string(expectedSHA256), "actual": .string(info.sha256)])
+        }
+        try await catalogCall { try await self.catalog.add(info) }
+        return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
+    }
+
+    /// Catalog failures (an unreadable database) answer 503, never crash the hive.
+    func catalogCall<T: Sendable>(_ body: @Sendable () async throws -> T) async throws(RbeeError) -> T {
+        do {
+            return try await body()
+        } catch let error as RbeeError {
+            throw error
+        } catch {
+            throw RbeeError(.unavailable, "the model catalog is unavailable: \(error)", retryAfter: 5)
+        }
+    }
+
+    static func resolved(_ path: String) -> String {
+        URL(fileURLWithPath: path).resolvingSymlinksInPath().standardizedFileURL.path
+    }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RbeeAPI
+import RbeeHTTP
+import RbeeHive
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rbee-hive`: the per-machine pool manager.
+@main
+struct HiveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rbee-hive",
+        abstract: "The per-machine pool manager: model catalog, downloads, devices.",
+        subcommands: [Serve.self, Detect.self],
+        defaultSubcommand: Serve.self)
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the hive daemon.",
+            discussion: """
+                Models and the catalog live under --home (RBEE_HOME, default ~/.rbee).
+                HF_ENDPOINT and HF_TOKEN work as in huggingface_hub.
+                Example:
+                  rbee-hive serve --port 7835
+                """)
+
+        @Option(help: "Port to listen on (0 picks a free one).") var port: Int = 7835
+        @Option(help: "Address to listen on; non-loopback addresses need an API token.") var host = "127.0.0.1"
+        @Option(help: "Home directory (RBEE_HOME, default ~/.rbee).") var home: String?
+        @Option(name: .customLong("model-dir"), help: "Further directory file: references may point into (repeatable).")
+        var modelDirectories: [String] = []
+        @Option(name: .customLong("token-file"), help: "File (mode 0600) holding the API token; RBEE_API_TOKEN wins.") var tokenFile: String?
+        @Option(name: .customLong("download-stall-secs"), help: "No data for this long fails a download attempt [RBEE_HIVE_DOWNLOAD_STALL_SECS, 60].")
+        var stallSecs: Double?
+        @Option(name: .customLong("download-attempts"), help: "Attempts per download, with exponential backoff.") var attempts: Int = 6
+        @Option(name: .customLong("log-format"), help: "text or json.") var logFormat: RbeeLogging.Format = .text
+        @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
+
+        func run() async throws {
+            RbeeLogging.bootstrap(format: logFormat, level: logLevel)
+            signal(SIGPIPE, SIG_IGN)
+            let logger = Logger(label: "rbee-hive")
+            let environment = ProcessInfo.processInfo.environment
+            var configuration = HiveConfiguration(home: home ?? HiveConfiguration.defaultHome())
+            configuration.host = host
+            configuration.port = port
+            configuration.extraModelDirectories = modelDirectories
+            configuration.downloads.attempts = max(1, attempts)
+            if let stall = stallSecs ?? environment["RBEE_HIVE_DOWNLOAD_STALL_SECS"].flatMap(Double.init) {
+                configuration.downloads.stallTimeout = .milliseconds(Int64(stall * 1000))
+            }
+            configuration.downloads.hfEndpoint = environment["HF_ENDPOINT"] ?? "https://huggingface.co"
+            configuration.downloads.hfToken = environment["HF_TOKEN"]
+            do {
+                configuration.token = try APIToken.load(tokenFile: tokenFile)
+                try await HiveService(configuration: configuration, logger: logger).run()
+            } catch {
+                logger.critical("hive failed", metadata: ["error": "\(error)"])
+                throw ExitCode.failure
+            }
+        }
+    }
+
+    struct Detect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print this machine's devices (CPU cores, RAM, GPUs) as JSON.")
+
+        func run() async throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(await DeviceInventory.detect()), as: UTF8.self))
+        }
+    }
+}
+
+extension RbeeLogging.Format: ExpressibleByArgument {}
+extension Logger.Level: @retroactive ExpressibleByArgument {}

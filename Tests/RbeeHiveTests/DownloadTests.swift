@@ -1,0 +1,137 @@
+import Foundation
+import RbeeAPI
+import RbeeHive
+import Testing
+
+/// Acceptance 1, 2, 4 and 6 of the hive issue: downloads of the real model from a local server.
+@Suite(.serialized) struct DownloadTests {
+    static func server(_ behaviour: ModelServer.Behaviour = .init()) async throws -> ModelServer {
+        let server = try await ModelServer.start(files: [modelURLPath: modelPath, "/org/text/resolve/main/notes.gguf": "/etc/hostname"])
+        server.set(behaviour)
+        return server
+    }
+
+    @Test func subscribersFollowOneDownloadToCompleteAndALateOneGetsTheResultAtOnce() async throws {
+        let server = try await Self.server(.init(chunkDelay: .milliseconds(4)))
+        let hive = try await RunningHive.start(server: server)
+        let (status, body) = try await hive.download(modelRef)
+        #expect(status == .accepted)
+        let started = try JSONDecoder().decode(DownloadStarted.self, from: body)
+        #expect(started.status == .downloading)
+        let id = try #require(started.downloadID)
+
+        async let first = hive.follow(id)
+        async let second = hive.follow(id)
+        for result in try await [first, second] {
+            #expect(result.done)
+            let bytes = result.events.compactMap { if case .downloading(let done, _, _, _) = $0 { done } else { nil } }
+            #expect(bytes == bytes.sorted(), "progress went backwards")
+            #expect(bytes.count > 10, "too few progress events: \(bytes.count)")
+            #expect(result.events.last == .complete(localPath: hive.home + "/models/gemma-3-270m-q4_k_m.gguf", sha256: modelSHA256, sizeBytes: modelSize))
+        }
+        let late = try await hive.follow(id)
+        #expect(late.done)
+        #expect(late.events.count == 1)
+        #expect(late.events.first.map { if case .complete = $0 { true } else { false } } == true)
+        #expect(hive.modelFiles == ["gemma-3-270m-q4_k_m.gguf"])
+        #expect(server.requests == 1)
+
+        // Now cached, and catalogued with the facts of its header.
+        let (again, againBody) = try await hive.download(modelRef)
+        #expect(again == .ok)
+        #expect(try JSONDecoder().decode(DownloadStarted.self, from: againBody).status == .cached)
+        let info = try #require(try await hive.service.provisioner.catalog.model(id: "gemma-3-270m-q4_k_m"))
+        #expect(info.architecture == "gemma3")
+        #expect(info.layerCount == 18)
+        #expect(info.quantization == "Q4_K_M")
+        #expect(info.sha256 == modelSHA256)
+        try await hive.stop()
+        server.task.cancel()
+    }
+
+    @Test func aDroppedConnectionIsResumedWithRange() async throws {
+        let server = try await Self.server(.init(dropAtFraction: 0.4))
+        let hive = try await RunningHive.start(server: server)
+        let result = try await hive.downloadToEnd(modelRef)
+        #expect(result.map { if case .complete(_, let sha, let size) = $0 { sha == modelSHA256 && size == modelSize } else { false } } == true)
+        #expect(server.requests == 2)
+        let resumedAt = try #require(server.ranges.last.flatMap { Int($0.dropFirst(6).split(separator: "-").first ?? "") })
+        #expect(resumedAt <= modelSize * 4 / 10 && resumedAt >= modelSize * 35 / 100, "resumed at byte \(resumedAt)")
+        #expect(Double(server.bytesSent) <= Double(modelSize) * 1.05, "fetched \(server.bytesSent) bytes for a \(modelSize)-byte file")
+        try await hive.stop()
+        server.task.cancel()
+    }
+
+    @Test func twentyConcurrentRequestsShareOneDownload() async throws {
+        let server = try await Self.server(.init(chunkDelay: .milliseconds(2)))
+        let hive = try await RunningHive.start(server: server)
+        let answers = try await withThrowingTaskGroup(of: DownloadStarted.self) { group in
+            for _ in 0..<20 {
+                group.addTask { try JSONDecoder().decode(DownloadStarted.self, from: try await hive.download(modelRef).1) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(Set(answers.compactMap(\.downloadID)).count == 1)
+        let id = try #require(answers.first?.downloadID)
+        #expect(try await hive.follow(id).events.last.map { if case .complete = $0 { true } else { false } } == true)
+        #expect(server.requests == 1)
+        try await hive.stop()
+        server.task.cancel()
+    }
+
+    @Test func eachFailureHasItsOwnErrorAndLeavesNoFileUnderItsFinalName() async throws {
+        let server = try await Self.server()
+        let hive = try await RunningHive.start(server: server) { $0.downloads.attempts = 2 }
+
+        let wrong = String(repeating: "0", count: 64)
+        let mismatch = try await hive.downloadToEnd(modelRef, sha256: wrong)
+        #expect(mismatch.map { if case .failed(let code, _) = $0 { code == "CHECKSUM_MISMATCH" } else { false } } == true)
+        #expect(hive.modelFiles.isEmpty)
+
+        let missing = try await hive.downloadToEnd("hf:google/nothing:absent.gguf")
+        #expect(missing.map { if case .failed(let code, _) = $0 { code == "MODEL_NOT_FOUND" } else { false } } == true)
+
+        server.set(.init(status: 403))
+        let forbidden = try await hive.downloadToEnd("hf:google/private:model.gguf")
+        guard case .failed(let code, let message)? = forbidden else {
+            Issue.record("expected a failure, got \(String(describing: forbidden))")
+            return
+        }
+        #expect(code == "DOWNLOAD_FAILED")
+        #expect(message.contains("HF_TOKEN"))
+
+        server.set(.init(stallAfterBytes: 1 << 20))
+        let stalled = try await hive.downloadToEnd(modelRef)
+        #expect(stalled.map { if case .failed(let code, _) = $0 { code == "DOWNLOAD_TIMEOUT" } else { false } } == true)
+        #expect(!hive.modelFiles.contains("gemma-3-270m-q4_k_m.gguf"))
+        try? FileManager.default.removeItem(atPath: hive.home + "/models/gemma-3-270m-q4_k_m.gguf.partial")
+
+        server.set(.init())
+        let notGGUF = try await hive.downloadToEnd("hf:org/text:notes.gguf")
+        guard case .failed(let notGGUFCode, let notGGUFMessage)? = notGGUF else {
+            Issue.record("expected a failure, got \(String(describing: notGGUF))")
+            return
+        }
+        #expect(notGGUFCode == "DOWNLOAD_FAILED")
+        #expect(notGGUFMessage.contains("not a usable GGUF"))
+
+        let (traversal, body) = try await hive.download("hf:org/../../etc:passwd.gguf")
+        #expect(traversal == .badRequest)
+        #expect(try JSONDecoder().decode(ErrorEnvelope.self, from: body).error.code == "INVALID_MODEL_REF")
+        let (outside, outsideBody) = try await hive.download("file:/etc/hostname.gguf")
+        #expect(outside == .badRequest)
+        #expect(try JSONDecoder().decode(ErrorEnvelope.self, from: outsideBody).error.code == "INVALID_MODEL_REF")
+
+        #expect(hive.modelFiles.allSatisfy { $0.hasSuffix(".partial") }, "files left: \(hive.modelFiles)")
+        #expect(try await hive.service.provisioner.catalog.list().isEmpty)
+        try await hive.stop()
+        server.task.cancel()
+    }
+
+    @Test func unknownDownloadIdsGet404() async throws {
+        let hive = try await RunningHive.start(server: nil)
+        let progress = try await hive.follow("dl-unknown")
+        #expect(progress.status == .notFound)
+        try await hive.stop()
+    }
+}

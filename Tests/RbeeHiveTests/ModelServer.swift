@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+
+/// A local file server for download tests, on loopback: serves real files with `Range` support
+/// and can misbehave on cue (drop the connection part-way, stall, refuse, announce a sha256).
+final class ModelServer: Sendable {
+    struct Behaviour: Sendable {
+        /// Close the connection after this fraction of the file, on the first request only.
+        var dropAtFraction: Double?
+        /// Send this many bytes, then nothing more (a stall).
+        var stallAfterBytes: Int?
+        /// Pause between 1 MiB chunks, to make progress observable.
+        var chunkDelay: Duration?
+        /// Answer every request with this status.
+        var status: Int?
+        /// Sent as `X-Linked-Etag`, as Hugging Face does for LFS files.
+        var linkedETag: String?
+    }
+
+    private struct State {
+        var behaviour = Behaviour()
+        var requests = 0
+        var bytesSent = 0
+        var ranges: [String] = []
+    }
+
+    private let state = Mutex(State())
+    let files: [String: String]
+    let url: String
+    let task: Task<Void, any Error>
+
+    var requests: Int { state.withLock { $0.requests } }
+    var bytesSent: Int { state.withLock { $0.bytesSent } }
+    var ranges: [String] { state.withLock { $0.ranges } }
+    func set(_ behaviour: Behaviour) { state.withLock { $0.behaviour = behaviour } }
+
+    private init(files: [String: String], url: String, task: Task<Void, any Error>) {
+        self.files = files
+        self.url = url
+        self.task = task
+    }
+
+    /// Serves `files` (URL path → file path).
+    static func start(files: [String: String]) async throws -> ModelServer {
+        let holder = Mutex<ModelServer?>(nil)
+        let ports = AsyncStream<Int>.makeStream()
+        let router = Router()
+        router.get("**") { request, _ -> Response in
+            guard let server = holder.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
+            return try server.respond(request)
+        }
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in
+                ports.continuation.yield(channel.localAddress?.port ?? 0)
+                ports.continuation.finish()
+            },
+            logger: { var logger = Logger(label: "test-server"); logger.logLevel = .critical; return logger }())
+        let task = Task { try await app.runService() }
+        var port = 0
+        for await value in ports.stream { port = value }
+        let server = ModelServer(files: files, url: "http://127.0.0.1:\(port)", task: task)
+        holder.withLock { $0 = server }
+        return server
+    }
+
+    private func respond(_ request: Request) throws -> Response {
+        let (behaviour, first) = state.withLock { state -> (Behaviour, Bool) in
+            state.requests += 1
+            state.ranges.append(request.headers[.range] ?? "")
+            return (state.behaviour, state.requests == 1)
+        }
+        if let status = behaviour.status { return Response(status: .init(code: status)) }
+        guard let path = files[request.uri.path] else { return Response(status: .notFound) }
+        let size = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        var start = 0
+        var status = HTTPResponse.Status.ok
+        var headers: HTTPFields = [.contentType: "application/octet-stream"]
+        if let range = request.headers[.range], range.hasPrefix("bytes="), let from = Int(range.dropFirst(6).split(separator: "-").first ?? "") {
+            start = from
+            status = .partialContent
+            headers[.contentRange] = "bytes \(from)-\(size - 1)/\(size)"
+        }
+        headers[.contentLength] = String(size - start)
+        if let tag = behaviour.linkedETag { headers[HTTPField.Name("X-Linked-Etag")!] = "\"\(tag)\"" }
+        let dropAt = first ? behaviour.dropAtFraction.map { Int(Double(size) * $0) } : nil
+        let stallAt = behaviour.stallAfterBytes
+        return Response(
+            status: status, headers: headers,
+            body: ResponseBody { [self, start] writer in
+                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+                defer { try? handle.close() }
+                try handle.seek(toOffset: UInt64(start))
+                var sent = start
+                while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                    var piece = chunk
+                    if let limit = dropAt ?? stallAt, sent + piece.count > limit { piece = piece.prefix(max(0, limit - sent)) }
+                    try await writer.write(ByteBuffer(bytes: piece))
+                    sent += piece.count
+                    self.state.withLock { $0.bytesSent += piece.count }
+                    if let dropAt, sent >= dropAt { throw CancellationError() }  // drops the connection
+                    if let stallAt, sent >= stallAt { try await Task.sleep(for: .seconds(3600)) }
+                    if let delay = behaviour.chunkDelay { try await Task.sleep(for: delay) }
+                }
+                try await writer.finish(nil)
+            })
+    }
+}
