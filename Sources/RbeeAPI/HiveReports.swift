@@ -33,18 +33,22 @@ public struct WorkerHeartbeat: Sendable, Equatable, Codable {
     public var slotsBusy: Int
     public var queueDepth: Int
     public var pid: Int32
+    /// Requests accepted since the worker started; the hive's idle timer watches it change.
+    public var jobsAccepted: Int?
 
-    public init(workerID: String, state: WorkerState, slotsTotal: Int, slotsBusy: Int, queueDepth: Int, pid: Int32) {
+    public init(workerID: String, state: WorkerState, slotsTotal: Int, slotsBusy: Int, queueDepth: Int, pid: Int32, jobsAccepted: Int? = nil) {
         self.workerID = workerID
         self.state = state
         self.slotsTotal = slotsTotal
         self.slotsBusy = slotsBusy
         self.queueDepth = queueDepth
         self.pid = pid
+        self.jobsAccepted = jobsAccepted
     }
 
     enum CodingKeys: String, CodingKey {
         case state, pid
+        case jobsAccepted = "jobs_accepted"
         case workerID = "worker_id"
         case slotsTotal = "slots_total"
         case slotsBusy = "slots_busy"

@@ -13,6 +13,7 @@ public struct HiveConfiguration: Sendable {
     /// Further directories `file:` references may point into.
     public var extraModelDirectories: [String] = []
     public var keepAliveInterval: Duration = .seconds(10)
+    public var supervision = SupervisionSettings()
 
     public init(home: String) {
         self.home = home

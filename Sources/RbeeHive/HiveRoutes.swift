@@ -10,6 +10,7 @@ import RbeeHTTP
 struct HiveRoutes: Sendable {
     let configuration: HiveConfiguration
     let provisioner: ModelProvisioner
+    let supervisor: WorkerSupervisor
     let metrics: HiveMetrics
     let shutdown: ShutdownSwitch
     let startedAt = ContinuousClock.now
@@ -22,6 +23,33 @@ struct HiveRoutes: Sendable {
         router.get("/v1/models") { _, _ in Response.json(ModelList(models: try await provisioner.catalogCall { try await provisioner.catalog.list() })) }
         router.get("/v1/models/{id}") { _, context in try await model(context) }
         router.delete("/v1/models/{id}") { _, context in try await removeModel(context) }
+        router.post("/v1/workers/spawn") { request, _ in
+            let body: WorkerSpawnRequest = try await decodeBody(request)
+            return Response.json(try await supervisor.spawn(body), status: .accepted)
+        }
+        router.get("/v1/workers") { _, _ in Response.json(WorkerList(workers: supervisor.list())) }
+        router.delete("/v1/workers/{id}") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard await supervisor.stop(id, reason: "DELETE /v1/workers/\(id)") else {
+                throw RbeeError(.workerNotFound, "no worker \(id) in this hive", details: ["worker_id": .string(id)])
+            }
+            supervisor.remove(id)
+            return Response(status: .noContent)
+        }
+        router.post("/v1/workers/ready") { request, _ in
+            let report: WorkerReadyReport = try await decodeBody(request)
+            guard supervisor.ready(report) else {
+                throw RbeeError(.workerNotFound, "no worker \(report.workerID) in this hive", details: ["worker_id": .string(report.workerID)])
+            }
+            return Response(status: .noContent)
+        }
+        router.post("/v1/workers/heartbeat") { request, _ in
+            let beat: WorkerHeartbeat = try await decodeBody(request)
+            guard supervisor.heartbeat(beat) else {
+                throw RbeeError(.workerNotFound, "no worker \(beat.workerID) in this hive", details: ["worker_id": .string(beat.workerID)])
+            }
+            return Response(status: .noContent)
+        }
         router.post("/v1/shutdown") { _, context in
             context.logger.info("shutdown requested over HTTP")
             shutdown.request()
@@ -36,6 +64,25 @@ struct HiveRoutes: Sendable {
 
     struct ModelList: Codable, Sendable {
         var models: [ModelInfo]
+    }
+
+    struct WorkerList: Codable, Sendable {
+        var workers: [HiveWorkerInfo]
+    }
+
+    /// Decodes a small JSON body; a malformed one is a 400 naming the problem.
+    func decodeBody<T: Decodable>(_ request: Request) async throws -> T {
+        var request = request
+        let body = try await request.collectBody(upTo: 64 * 1024)
+        do {
+            return try JSONDecoder().decode(T.self, from: body)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw RbeeError.invalid([.init(field: key.stringValue, message: "required")])
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw RbeeError.invalid([.init(field: context.codingPath.map(\.stringValue).joined(separator: "."), message: "has the wrong type")])
+        } catch {
+            throw RbeeError.invalid([.init(field: "body", message: "is not valid JSON")])
+        }
     }
 
     func health() async throws -> Response {

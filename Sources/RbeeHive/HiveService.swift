@@ -11,6 +11,7 @@ public final class HiveService: Sendable {
     public let configuration: HiveConfiguration
     public let provisioner: ModelProvisioner
     public let metrics: HiveMetrics
+    public let supervisor: WorkerSupervisor
     public let shutdownSwitch = ShutdownSwitch()
     private let logger: Logger
     private let portBroadcast = ProgressBroadcast<Int>(isTerminal: { _ in true })
@@ -24,6 +25,8 @@ public final class HiveService: Sendable {
         self.provisioner = ModelProvisioner(
             catalog: catalog, settings: configuration.downloads, extraModelDirectories: configuration.extraModelDirectories,
             logger: logger, onBytes: { metrics.recordBytes($0) })
+        self.supervisor = WorkerSupervisor(
+            settings: configuration.supervision, provisioner: provisioner, token: configuration.token, logger: logger)
     }
 
     /// The port the server listens on, once it does.
@@ -37,31 +40,50 @@ public final class HiveService: Sendable {
         let router = Router(context: RbeeRequestContext.self)
         router.add(middleware: CorrelationMiddleware())
         router.add(middleware: BearerAuthMiddleware(token: configuration.token))
-        HiveRoutes(configuration: configuration, provisioner: provisioner, metrics: metrics, shutdown: shutdownSwitch).register(on: router)
+        HiveRoutes(
+            configuration: configuration, provisioner: provisioner, supervisor: supervisor, metrics: metrics, shutdown: shutdownSwitch
+        ).register(on: router)
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "rbee-hive"),
-            onServerRunning: { [portBroadcast, logger, host = configuration.host] channel in
+            onServerRunning: { [portBroadcast, logger, supervisor, host = configuration.host] channel in
                 let port = channel.localAddress?.port ?? 0
+                supervisor.setHiveURL("http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)")
                 portBroadcast.publish(port)
                 logger.info("listening", metadata: ["host": "\(host)", "port": "\(port)"])
             },
             logger: logger)
-        let stop = StopOnRequest(shutdown: shutdownSwitch)
+        // Listed last, so the first to hear of a shutdown: workers stop before the server does.
+        let stop = StopOnRequest(shutdown: shutdownSwitch, supervisor: supervisor)
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: app), .init(service: stop, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: [
+                    .init(service: app), .init(service: WatchWorkers(supervisor: supervisor)),
+                    .init(service: stop, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
                 gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
         try await group.run()
         logger.info("hive stopped")
     }
 }
 
-/// Ends the group gracefully when a shutdown is requested over HTTP.
+/// On a shutdown (requested over HTTP, or a signal): stops every worker in parallel, then ends
+/// the group gracefully. The catalog stays.
 struct StopOnRequest: Service {
     let shutdown: ShutdownSwitch
+    let supervisor: WorkerSupervisor
 
     func run() async throws {
         await cancelWhenGracefulShutdown { [shutdown] in await shutdown.wait() }
+        await supervisor.stopAll()
+    }
+}
+
+/// The supervisor's once-a-second check of every worker.
+struct WatchWorkers: Service {
+    let supervisor: WorkerSupervisor
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { [supervisor] in await supervisor.watch(client: .shared) }
     }
 }

@@ -36,6 +36,8 @@ public final class Engine: Sendable {
         var cancelled: Set<String> = []
         var cancelAll = false
         var stopRequested = false
+        /// Requests accepted since start: a changing count means the worker is in use.
+        var jobsAccepted = 0
     }
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "rbee.engine")) {
@@ -118,6 +120,7 @@ public final class Engine: Sendable {
                     retryAfter: 1)
             }
             state.pending.append(job)
+            state.jobsAccepted += 1
             return nil
         }
         if let refusal {
@@ -240,6 +243,7 @@ public final class Engine: Sendable {
         public var slotsTotal: Int
         public var slotsBusy: Int
         public var queueDepth: Int
+        public var jobsAccepted: Int
         public var error: RbeeError?
     }
 
@@ -257,7 +261,8 @@ public final class Engine: Sendable {
                 error = failure
             }
             return Snapshot(
-                state: workerState, slotsTotal: configuration.parallel, slotsBusy: busy, queueDepth: state.pending.count, error: error)
+                state: workerState, slotsTotal: configuration.parallel, slotsBusy: busy, queueDepth: state.pending.count,
+                jobsAccepted: state.jobsAccepted, error: error)
         }
     }
 

@@ -47,7 +47,7 @@ struct HiveReporter: Service {
             let snapshot = engine.snapshot()
             let beat = WorkerHeartbeat(
                 workerID: configuration.workerID, state: snapshot.state, slotsTotal: snapshot.slotsTotal, slotsBusy: snapshot.slotsBusy,
-                queueDepth: snapshot.queueDepth, pid: getpid())
+                queueDepth: snapshot.queueDepth, pid: getpid(), jobsAccepted: snapshot.jobsAccepted)
             do {
                 try await post("/v1/workers/heartbeat", beat)
                 failures = 0

@@ -37,6 +37,13 @@ struct HiveCommand: AsyncParsableCommand {
         @Option(name: .customLong("download-stall-secs"), help: "No data for this long fails a download attempt [RBEE_HIVE_DOWNLOAD_STALL_SECS, 60].")
         var stallSecs: Double?
         @Option(name: .customLong("download-attempts"), help: "Attempts per download, with exponential backoff.") var attempts: Int = 6
+        @Option(name: .customLong("worker-binary"), help: "llm-worker-rbee to spawn (default: next to this executable).") var workerBinary: String?
+        @Option(name: .customLong("worker-heartbeat-secs"), help: "Heartbeat interval asked of workers [RBEE_WORKER_HEARTBEAT_SECS, 15].")
+        var heartbeatSecs: Double?
+        @Option(name: .customLong("worker-idle-secs"), help: "Stop a ready worker idle this long [RBEE_HIVE_WORKER_IDLE_SECS, 300].")
+        var idleSecs: Double?
+        @Option(name: .customLong("worker-loading-timeout-secs"), help: "Kill a worker still loading after this [RBEE_WORKER_LOADING_TIMEOUT_SECS, 600].")
+        var loadingTimeoutSecs: Double?
         @Option(name: .customLong("log-format"), help: "text or json.") var logFormat: RbeeLogging.Format = .text
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
 
@@ -53,6 +60,13 @@ struct HiveCommand: AsyncParsableCommand {
             if let stall = stallSecs ?? environment["RBEE_HIVE_DOWNLOAD_STALL_SECS"].flatMap(Double.init) {
                 configuration.downloads.stallTimeout = .milliseconds(Int64(stall * 1000))
             }
+            func seconds(_ flag: Double?, _ variable: String) -> Duration? {
+                (flag ?? environment[variable].flatMap(Double.init)).map { .milliseconds(Int64($0 * 1000)) }
+            }
+            if let workerBinary { configuration.supervision.workerBinary = workerBinary }
+            if let value = seconds(heartbeatSecs, "RBEE_WORKER_HEARTBEAT_SECS") { configuration.supervision.heartbeatInterval = value }
+            if let value = seconds(idleSecs, "RBEE_HIVE_WORKER_IDLE_SECS") { configuration.supervision.idleTimeout = value }
+            if let value = seconds(loadingTimeoutSecs, "RBEE_WORKER_LOADING_TIMEOUT_SECS") { configuration.supervision.loadingTimeout = value }
             configuration.downloads.hfEndpoint = environment["HF_ENDPOINT"] ?? "https://huggingface.co"
             configuration.downloads.hfToken = environment["HF_TOKEN"]
             do {

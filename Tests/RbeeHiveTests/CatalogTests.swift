@@ -82,10 +82,13 @@ import Testing
         #expect(files.contains { $0.hasPrefix("catalog.sqlite.corrupt-") })
     }
 
-    static func hiveBinary() -> String? {
+    static func hiveBinary() -> String? { binary(named: "rbee-hive") }
+
+    /// An executable of this package, in the build directory the tests were built into.
+    static func binary(named name: String) -> String? {
         var directory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
         for _ in 0..<3 {
-            let candidate = directory.appendingPathComponent("rbee-hive").path
+            let candidate = directory.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
             directory.deleteLastPathComponent()
         }

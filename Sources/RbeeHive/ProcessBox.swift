@@ -1,0 +1,96 @@
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One child process: started with Foundation's `Process`, its end reported at once through
+/// the termination handler, the last 4 KiB of its stderr kept for error reports.
+final class ProcessBox: Sendable {
+    private struct State {
+        var process: Process?
+        var tail = Data()
+        var ended: String?
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    var pid: Int32 { state.withLock { $0.process?.processIdentifier ?? 0 } }
+    var stderrTail: String? { state.withLock { $0.tail.isEmpty ? nil : String(decoding: $0.tail, as: UTF8.self) } }
+    var hasEnded: Bool { state.withLock { $0.ended != nil } }
+
+    func start(
+        executable: String, arguments: [String], environment: [String: String], onExit: @escaping @Sendable (String) -> Void
+    ) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = environment
+        process.standardOutput = FileHandle.nullDevice
+        let pipe = Pipe()
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                return
+            }
+            self?.state.withLock { state in
+                state.tail.append(data)
+                if state.tail.count > 4096 { state.tail.removeFirst(state.tail.count - 4096) }
+            }
+        }
+        process.terminationHandler = { [weak self] process in
+            let status =
+                process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus)" : "exit \(process.terminationStatus)"
+            let waiters = self?.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.ended = status
+                defer { state.waiters.removeAll() }
+                return state.waiters
+            } ?? []
+            onExit(status)
+            waiters.forEach { $0.resume() }
+        }
+        try process.run()
+        state.withLock { $0.process = process }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns once the process has ended.
+    func stop(grace: Duration, logger: Logger) async {
+        let pid = self.pid
+        guard pid > 0, !hasEnded else { return }
+        kill(pid, SIGTERM)
+        let ended = await waitForEnd(timeout: grace)
+        if !ended {
+            logger.warning("worker ignored SIGTERM: sending SIGKILL", metadata: ["pid": "\(pid)"])
+            kill(pid, SIGKILL)
+            _ = await waitForEnd(timeout: .seconds(5))
+        }
+    }
+
+    private func waitForEnd(timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now = self.state.withLock { state -> Bool in
+                        if state.ended != nil { return true }
+                        state.waiters.append(continuation)
+                        return false
+                    }
+                    if now { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+    }
+}

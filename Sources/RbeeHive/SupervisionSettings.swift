@@ -1,0 +1,27 @@
+import Foundation
+
+/// Timers and limits of worker supervision (SPEC §5); tests shorten them.
+public struct SupervisionSettings: Sendable {
+    /// `llm-worker-rbee`; by default the one next to the running executable.
+    public var workerBinary: String
+    public var ports: ClosedRange<Int> = 7900...7999
+    /// Interval the hive asks workers to send heartbeats at; 3 missed ones stop the worker.
+    public var heartbeatInterval: Duration = .seconds(15)
+    public var healthProbeInterval: Duration = .seconds(10)
+    public var loadingTimeout: Duration = .seconds(600)
+    /// A ready worker that accepted no request for this long is stopped.
+    public var idleTimeout: Duration = .seconds(300)
+    /// SIGTERM first; SIGKILL after this.
+    public var stopGrace: Duration = .seconds(10)
+    /// Memory a worker needs, as a multiple of its model file's size.
+    public var memoryHeadroom = 1.2
+
+    public init(workerBinary: String? = nil) {
+        self.workerBinary = workerBinary ?? Self.siblingWorkerBinary()
+    }
+
+    static func siblingWorkerBinary() -> String {
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().appendingPathComponent("llm-worker-rbee").path
+    }
+}

@@ -1,0 +1,107 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import RbeeAPI
+import RbeeHive
+import Testing
+
+/// Acceptance 5 of the hive issue, with real `llm-worker-rbee` children on the real model.
+@Suite(.serialized) struct SupervisionTests {
+    static func startHive(idle: Duration = .seconds(60)) async throws -> RunningHive {
+        let worker = try #require(CatalogTests.binary(named: "llm-worker-rbee"), "llm-worker-rbee was not built next to the tests")
+        return try await RunningHive.start(server: nil) {
+            $0.extraModelDirectories = [(modelPath as NSString).deletingLastPathComponent]
+            $0.supervision = SupervisionSettings(workerBinary: worker)
+            $0.supervision.ports = 47100...47199
+            $0.supervision.heartbeatInterval = .milliseconds(300)
+            $0.supervision.healthProbeInterval = .seconds(1)
+            $0.supervision.idleTimeout = idle
+            $0.supervision.stopGrace = .seconds(3)
+        }
+    }
+
+    func spawn(_ hive: RunningHive, reuse: Bool = true) async throws -> HiveWorkerInfo {
+        var request = HTTPClientRequest(url: hive.baseURL + "/v1/workers/spawn")
+        request.method = .POST
+        request.body = .bytes(
+            ByteBuffer(data: try JSONEncoder().encode(WorkerSpawnRequest(modelRef: "file:" + modelPath, parallel: 2, ctxSize: 512, reuse: reuse))))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let body = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+        try #require(response.status == .accepted, "spawn answered \(response.status): \(String(decoding: body, as: UTF8.self))")
+        return try JSONDecoder().decode(HiveWorkerInfo.self, from: body)
+    }
+
+    func state(_ hive: RunningHive, _ workerID: String) -> HiveWorkerInfo? {
+        hive.service.supervisor.list().first { $0.workerID == workerID }
+    }
+
+    /// Reads an SSE response to its end; returns the data payloads.
+    func sse(_ url: String, method: HTTPMethod = .GET, json: String? = nil) async throws -> [String] {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let json { request.body = .bytes(ByteBuffer(string: json)) }
+        let response = try await http.execute(request, timeout: .seconds(60))
+        var parser = SSEParser()
+        var data: [String] = []
+        for try await chunk in response.body {
+            for case .data(let payload) in parser.feed(chunk.readableBytesView) { data.append(payload) }
+        }
+        return data
+    }
+
+    static func alive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }
+
+    @Test func aSpawnedWorkerLoadsServesIsReusedAndStopsWhenIdle() async throws {
+        let hive = try await Self.startHive(idle: .seconds(3))
+        let worker = try await spawn(hive)
+        #expect(worker.state == .loading)
+        #expect(worker.url.hasPrefix("http://127.0.0.1:471"))
+        let pid = try #require(worker.pid)
+
+        let progress = try await sse(worker.progressURL)
+        #expect(progress.suffix(2) == [#"{"stage":"ready"}"#, "[DONE]"])
+        let ready = try await waitUntil(seconds: 10) { state(hive, worker.workerID)?.state == .ready }
+        #expect(ready)
+        let stream = try await sse(worker.url + "/v1/inference", method: .POST, json: #"{"prompt":"Bees make","max_tokens":8}"#)
+        #expect(stream.last == "[DONE]")
+        #expect(stream.dropLast().last?.contains(#""type":"end""#) == true)
+        #expect(try await spawn(hive).workerID == worker.workerID, "the ready worker was not reused")
+
+        // Idle for 3 s (heartbeats show no new request): stopped and gone.
+        let stopped = try await waitUntil(seconds: 15) { state(hive, worker.workerID) == nil && !Self.alive(pid) }
+        #expect(stopped, "the idle worker is still there: \(String(describing: state(hive, worker.workerID)))")
+        try await hive.stop()
+    }
+
+    @Test func aKilledWorkerIsNoticedAtOnceAndShutdownLeavesNoChild() async throws {
+        let hive = try await Self.startHive()
+        let first = try await spawn(hive)
+        let second = try await spawn(hive, reuse: false)
+        #expect(first.workerID != second.workerID)
+        #expect(try await waitUntil(seconds: 20) { state(hive, first.workerID)?.state == .ready && state(hive, second.workerID)?.state == .ready })
+
+        let victim = try #require(first.pid)
+        let killedAt = ContinuousClock.now
+        kill(victim, SIGKILL)
+        let noticed = try await waitUntil(seconds: 2) { state(hive, first.workerID)?.state == .failed }
+        #expect(noticed, "kill -9 was not noticed within 2 s (took \(ContinuousClock.now - killedAt))")
+        #expect(state(hive, first.workerID)?.exit == "signal 9")
+
+        let survivor = try #require(second.pid)
+        #expect(Self.alive(survivor))
+        try await hive.stop()
+        #expect(!Self.alive(survivor), "hive shutdown left worker \(survivor) running")
+    }
+
+    /// Polls every 50 ms.
+    func waitUntil(seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try await condition()
+    }
+}
