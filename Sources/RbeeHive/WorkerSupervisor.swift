@@ -74,30 +74,74 @@ public final class WorkerSupervisor: Sendable {
             }
         }
         let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef))
-        guard started.status == .cached, let modelPath = started.localPath else {
-            throw RbeeError(
-                .unavailable, "model \(started.modelID) is downloading; follow the download and spawn again when it completes",
-                details: ["download_id": .string(started.downloadID ?? ""), "model_id": .string(started.modelID)], retryAfter: 5)
-        }
         if request.reuse ?? true, let existing = records.withLock({ records in
-            records.values.first { $0.info.modelID == started.modelID && ($0.info.state == .ready || $0.info.state == .loading) }?.info
+            records.values.first { record in
+                record.info.modelID == started.modelID && [.starting, .loading, .ready].contains(record.info.state)
+            }?.info
         }) {
             return existing
         }
+        if started.status == .cached, let modelPath = started.localPath {
+            try checkMemory(modelID: started.modelID, modelPath: modelPath)
+        }
+        let workerID = "worker-" + String(UUID().uuidString.lowercased().prefix(8))
+        guard let port = reservePort(for: workerID, modelID: started.modelID) else {
+            throw RbeeError(.unavailable, "no free port in \(settings.ports)", retryAfter: 5)
+        }
+        if started.status == .cached, let modelPath = started.localPath {
+            return try launch(workerID, port: port, modelPath: modelPath, request: request, device: device)
+        }
 
+        // Not here yet: the worker starts once the download completes; until then the record
+        // points at the download's progress.
+        let downloadID = started.downloadID ?? ""
+        let base = hiveURL.withLock { $0 } ?? ""
+        let info = records.withLock { records -> HiveWorkerInfo? in
+            records[workerID]?.info.progressURL = base + "/v1/models/download/progress?id=" + downloadID
+            return records[workerID]?.info
+        }
+        Task {
+            var terminal: DownloadProgress?
+            for await event in provisioner.tracker.subscribe(downloadID) ?? AsyncStream { $0.finish() } where event.isTerminal {
+                terminal = event
+            }
+            guard records.withLock({ $0[workerID]?.info.state == .starting }) else { return }
+            do throws(RbeeError) {
+                guard case .complete(let path, _, _)? = terminal else {
+                    if case .failed(let code, let message)? = terminal { throw RbeeError(ErrorCode(rawValue: code) ?? .downloadFailed, message) }
+                    throw RbeeError(.downloadFailed, "the download of \(started.modelID) ended without a result")
+                }
+                try checkMemory(modelID: started.modelID, modelPath: path)
+                _ = try launch(workerID, port: port, modelPath: path, request: request, device: device)
+            } catch {
+                records.withLock { records in
+                    records[workerID]?.info.state = .failed
+                    records[workerID]?.info.error = error.description
+                }
+                logger.error("worker could not start", metadata: ["worker_id": "\(workerID)", "error": "\(error)"])
+            }
+        }
+        return info ?? HiveWorkerInfo(
+            workerID: workerID, modelID: started.modelID, url: "http://127.0.0.1:\(port)", progressURL: "", pid: nil, state: .starting,
+            slotsTotal: 0, slotsBusy: 0, queueDepth: 0, lastHeartbeatSAgo: nil, restarts: 0, exit: nil, error: nil, stderrTail: nil)
+    }
+
+    /// About `memoryHeadroom` × the model's size must be available, else 507 `INSUFFICIENT_RAM`.
+    private func checkMemory(modelID: String, modelPath: String) throws(RbeeError) {
         let modelSize = ((try? FileManager.default.attributesOfItem(atPath: modelPath)[.size]) as? Int) ?? 0
         let available = DeviceInventory.memoryInfo().available
         let needed = Int(Double(modelSize) * settings.memoryHeadroom)
         guard needed <= available else {
             throw RbeeError(
-                .insufficientRAM, "model \(started.modelID) needs about \(needed >> 20) MiB; \(available >> 20) MiB are available",
+                .insufficientRAM, "model \(modelID) needs about \(needed >> 20) MiB; \(available >> 20) MiB are available",
                 details: ["bytes_needed": .number(Double(needed)), "bytes_available": .number(Double(available))])
         }
+    }
 
-        let workerID = "worker-" + String(UUID().uuidString.lowercased().prefix(8))
-        guard let port = reservePort(for: workerID, modelID: started.modelID) else {
-            throw RbeeError(.unavailable, "no free port in \(settings.ports)", retryAfter: 5)
-        }
+    /// Starts the worker process for a reserved record.
+    private func launch(_ workerID: String, port: Int, modelPath: String, request: WorkerSpawnRequest, device: String) throws(RbeeError)
+        -> HiveWorkerInfo
+    {
         let url = "http://127.0.0.1:\(port)"
         var arguments = [
             "--model", modelPath, "--port", "\(port)", "--worker-id", workerID,
@@ -124,14 +168,16 @@ public final class WorkerSupervisor: Sendable {
         let info = records.withLock { records -> HiveWorkerInfo? in
             guard var record = records[workerID] else { return nil }
             record.process = box
+            record.startedAt = .now
             record.info.pid = box.pid
+            record.info.progressURL = url + "/v1/loading/progress"
             if record.info.state == .starting { record.info.state = .loading }
             records[workerID] = record
             return record.info
         }
-        logger.info("worker spawned", metadata: ["worker_id": "\(workerID)", "model": "\(started.modelID)", "pid": "\(box.pid)", "url": "\(url)"])
+        logger.info("worker spawned", metadata: ["worker_id": "\(workerID)", "model_path": "\(modelPath)", "pid": "\(box.pid)", "url": "\(url)"])
         return info ?? HiveWorkerInfo(
-            workerID: workerID, modelID: started.modelID, url: url, progressURL: url + "/v1/loading/progress", pid: box.pid,
+            workerID: workerID, modelID: "", url: url, progressURL: url + "/v1/loading/progress", pid: box.pid,
             state: .failed, slotsTotal: 0, slotsBusy: 0, queueDepth: 0, lastHeartbeatSAgo: nil, restarts: 0, exit: nil, error: nil,
             stderrTail: box.stderrTail)
     }
@@ -224,13 +270,16 @@ public final class WorkerSupervisor: Sendable {
 
     /// SIGTERM, then SIGKILL after the grace period; returns once the process has ended.
     public func stop(_ workerID: String, reason: String) async -> Bool {
-        let box: ProcessBox? = records.withLock { records in
-            guard var record = records[workerID] else { return nil }
-            if record.info.state != .failed && record.info.state != .stopped { record.info.state = .stopping }
+        let (known, box): (Bool, ProcessBox?) = records.withLock { records in
+            guard var record = records[workerID] else { return (false, nil) }
+            if record.info.state != .failed && record.info.state != .stopped {
+                // Still waiting for its model: there is no process to stop.
+                record.info.state = record.process == nil ? .stopped : .stopping
+            }
             records[workerID] = record
-            return record.process
+            return (true, record.process)
         }
-        guard let box else { return false }
+        guard let box else { return known }
         logger.info("stopping worker", metadata: ["worker_id": "\(workerID)", "reason": "\(reason)"])
         await box.stop(grace: settings.stopGrace, logger: logger)
         return true

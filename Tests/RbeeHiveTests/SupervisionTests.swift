@@ -95,6 +95,30 @@ import Testing
         #expect(!Self.alive(survivor), "hive shutdown left worker \(survivor) running")
     }
 
+    @Test func spawningAModelThatIsNotHereDownloadsItFirst() async throws {
+        let server = try await ModelServer.start(files: [modelURLPath: modelPath])
+        let worker = try #require(CatalogTests.binary(named: "llm-worker-rbee"))
+        let hive = try await RunningHive.start(server: server) {
+            $0.supervision = SupervisionSettings(workerBinary: worker)
+            $0.supervision.ports = 47200...47299
+            $0.supervision.heartbeatInterval = .milliseconds(300)
+        }
+        var request = HTTPClientRequest(url: hive.baseURL + "/v1/workers/spawn")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(string: #"{"model_ref":"\#(modelRef)","ctx_size":512,"parallel":1}"#))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let spawned = try JSONDecoder().decode(HiveWorkerInfo.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+        #expect(response.status == .accepted)
+        #expect(spawned.state == .starting)
+        #expect(spawned.progressURL.contains("/v1/models/download/progress?id=dl-"))
+        let download = try await sse(spawned.progressURL)
+        #expect(download.last == "[DONE]")
+        #expect(download.dropLast().last?.contains(#""stage":"complete""#) == true)
+        #expect(try await waitUntil(seconds: 20) { state(hive, spawned.workerID)?.state == .ready })
+        try await hive.stop()
+        server.task.cancel()
+    }
+
     /// Polls every 50 ms.
     func waitUntil(seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
