@@ -105,7 +105,7 @@ let package = Package(
             ],
             swiftSettings: llamaSwiftSettings
         ),
-        // The hive: model catalog, downloads, devices.
+        // The hive: model catalog, downloads, devices, worker supervision.
         .target(
             name: "RbeeHive",
             dependencies: [

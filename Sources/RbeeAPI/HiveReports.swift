@@ -7,8 +7,13 @@ public struct WorkerReadyReport: Sendable, Equatable, Codable {
     public var pid: Int32
     public var slotsTotal: Int
     public var error: String?
+    /// The worker's API version; a hive refuses versions it does not speak (`VERSION_MISMATCH`).
+    public var apiVersion: Int?
 
-    public init(workerID: String, url: String, model: String, state: WorkerState, pid: Int32, slotsTotal: Int, error: String? = nil) {
+    public init(
+        workerID: String, url: String, model: String, state: WorkerState, pid: Int32, slotsTotal: Int, error: String? = nil,
+        apiVersion: Int? = RbeeVersion.apiVersion
+    ) {
         self.workerID = workerID
         self.url = url
         self.model = model
@@ -16,12 +21,14 @@ public struct WorkerReadyReport: Sendable, Equatable, Codable {
         self.pid = pid
         self.slotsTotal = slotsTotal
         self.error = error
+        self.apiVersion = apiVersion
     }
 
     enum CodingKeys: String, CodingKey {
         case url, model, state, pid, error
         case workerID = "worker_id"
         case slotsTotal = "slots_total"
+        case apiVersion = "api_version"
     }
 }
 
@@ -53,5 +60,35 @@ public struct WorkerHeartbeat: Sendable, Equatable, Codable {
         case slotsTotal = "slots_total"
         case slotsBusy = "slots_busy"
         case queueDepth = "queue_depth"
+    }
+}
+
+/// `POST /v1/hives/heartbeat` from a hive to its queen: who it is and what it holds.
+public struct HiveHeartbeat: Sendable, Equatable, Codable {
+    public var name: String
+    public var url: String
+    public var version: String
+    public var apiVersion: Int
+    public var cpuCores: Int
+    public var ramAvailableBytes: Int
+    public var models: [String]
+    public var workers: [HiveWorkerInfo]
+
+    public init(name: String, url: String, cpuCores: Int, ramAvailableBytes: Int, models: [String], workers: [HiveWorkerInfo]) {
+        self.name = name
+        self.url = url
+        self.version = RbeeVersion.version
+        self.apiVersion = RbeeVersion.apiVersion
+        self.cpuCores = cpuCores
+        self.ramAvailableBytes = ramAvailableBytes
+        self.models = models
+        self.workers = workers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, url, version, models, workers
+        case apiVersion = "api_version"
+        case cpuCores = "cpu_cores"
+        case ramAvailableBytes = "ram_available_bytes"
     }
 }

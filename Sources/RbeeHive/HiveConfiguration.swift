@@ -14,9 +14,21 @@ public struct HiveConfiguration: Sendable {
     public var extraModelDirectories: [String] = []
     public var keepAliveInterval: Duration = .seconds(10)
     public var supervision = SupervisionSettings()
+    /// This hive's name (DNS-safe), reported to the queen.
+    public var name = HiveConfiguration.defaultName()
+    /// The queen to register with and send heartbeats to; nil runs standalone.
+    public var queenURL: String?
+    public var queenHeartbeatInterval: Duration = .seconds(10)
 
     public init(home: String) {
         self.home = home
+    }
+
+    /// The host name, lower-cased, made DNS-safe.
+    public static func defaultName() -> String {
+        let host = ProcessInfo.processInfo.hostName.lowercased().split(separator: ".").first.map(String.init) ?? "hive"
+        let safe = String(host.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }.prefix(63))
+        return safe.isEmpty ? "hive" : safe
     }
 
     /// `RBEE_HOME`, else `~/.rbee`.

@@ -38,6 +38,11 @@ struct HiveRoutes: Sendable {
         }
         router.post("/v1/workers/ready") { request, _ in
             let report: WorkerReadyReport = try await decodeBody(request)
+            if let version = report.apiVersion, version != RbeeVersion.apiVersion {
+                throw RbeeError(
+                    .versionMismatch, "worker \(report.workerID) speaks API version \(version); this hive speaks \(RbeeVersion.apiVersion)",
+                    details: ["worker_api_version": .number(Double(version)), "hive_api_version": .number(Double(RbeeVersion.apiVersion))])
+            }
             guard supervisor.ready(report) else {
                 throw RbeeError(.workerNotFound, "no worker \(report.workerID) in this hive", details: ["worker_id": .string(report.workerID)])
             }
@@ -58,7 +63,8 @@ struct HiveRoutes: Sendable {
         router.get("/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics.render(downloads: provisioner.tracker.counts()))))
+                body: ResponseBody(
+                    byteBuffer: ByteBuffer(string: metrics.render(downloads: provisioner.tracker.counts(), workers: supervisor.list()))))
         }
     }
 

@@ -55,12 +55,18 @@ public final class HiveService: Sendable {
             logger: logger)
         // Listed last, so the first to hear of a shutdown: workers stop before the server does.
         let stop = StopOnRequest(shutdown: shutdownSwitch, supervisor: supervisor)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app), .init(service: WatchWorkers(supervisor: supervisor))]
+        if let queenURL = configuration.queenURL {
+            let reporter = QueenReporter(
+                queenURL: queenURL, name: configuration.name, interval: configuration.queenHeartbeatInterval, token: configuration.token,
+                provisioner: provisioner, supervisor: supervisor,
+                hiveURL: { [portBroadcast, host = configuration.host] in "http://\(host):\(portBroadcast.latest ?? 0)" }, logger: logger)
+            services.append(.init(service: reporter, successTerminationBehavior: .ignore))
+        }
+        services.append(.init(service: stop, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: app), .init(service: WatchWorkers(supervisor: supervisor)),
-                    .init(service: stop, successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
+                services: services,
                 gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
         try await group.run()
         logger.info("hive stopped")

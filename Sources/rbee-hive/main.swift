@@ -14,7 +14,7 @@ import Glibc
 struct HiveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rbee-hive",
-        abstract: "The per-machine pool manager: model catalog, downloads, devices.",
+        abstract: "The per-machine pool manager: model catalog, verified downloads, devices, worker supervision.",
         subcommands: [Serve.self, Detect.self],
         defaultSubcommand: Serve.self)
 
@@ -37,6 +37,10 @@ struct HiveCommand: AsyncParsableCommand {
         @Option(name: .customLong("download-stall-secs"), help: "No data for this long fails a download attempt [RBEE_HIVE_DOWNLOAD_STALL_SECS, 60].")
         var stallSecs: Double?
         @Option(name: .customLong("download-attempts"), help: "Attempts per download, with exponential backoff.") var attempts: Int = 6
+        @Option(help: "This hive's name, reported to the queen (default: the host name).") var name: String?
+        @Option(name: .customLong("queen-url"), help: "Queen to register with and send heartbeats to.") var queenURL: String?
+        @Option(name: .customLong("heartbeat-secs"), help: "Heartbeat interval to the queen [RBEE_HIVE_HEARTBEAT_SECS, 10].")
+        var queenHeartbeatSecs: Double?
         @Option(name: .customLong("worker-binary"), help: "llm-worker-rbee to spawn (default: next to this executable).") var workerBinary: String?
         @Option(name: .customLong("worker-heartbeat-secs"), help: "Heartbeat interval asked of workers [RBEE_WORKER_HEARTBEAT_SECS, 15].")
         var heartbeatSecs: Double?
@@ -46,6 +50,12 @@ struct HiveCommand: AsyncParsableCommand {
         var loadingTimeoutSecs: Double?
         @Option(name: .customLong("log-format"), help: "text or json.") var logFormat: RbeeLogging.Format = .text
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
+
+        func validate() throws {
+            if let name, !(1...63).contains(name.count) || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) {
+                throw ValidationError("--name must be 1-63 letters, digits or '-' (DNS-safe)")
+            }
+        }
 
         func run() async throws {
             RbeeLogging.bootstrap(format: logFormat, level: logLevel)
@@ -64,6 +74,9 @@ struct HiveCommand: AsyncParsableCommand {
                 (flag ?? environment[variable].flatMap(Double.init)).map { .milliseconds(Int64($0 * 1000)) }
             }
             if let workerBinary { configuration.supervision.workerBinary = workerBinary }
+            if let name { configuration.name = name }
+            configuration.queenURL = queenURL
+            if let value = seconds(queenHeartbeatSecs, "RBEE_HIVE_HEARTBEAT_SECS") { configuration.queenHeartbeatInterval = value }
             if let value = seconds(heartbeatSecs, "RBEE_WORKER_HEARTBEAT_SECS") { configuration.supervision.heartbeatInterval = value }
             if let value = seconds(idleSecs, "RBEE_HIVE_WORKER_IDLE_SECS") { configuration.supervision.idleTimeout = value }
             if let value = seconds(loadingTimeoutSecs, "RBEE_WORKER_LOADING_TIMEOUT_SECS") { configuration.supervision.loadingTimeout = value }

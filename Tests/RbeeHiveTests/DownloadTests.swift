@@ -91,6 +91,11 @@ import Testing
         let missing = try await hive.downloadToEnd("hf:google/nothing:absent.gguf")
         #expect(missing.map { if case .failed(let code, _) = $0 { code == "MODEL_NOT_FOUND" } else { false } } == true)
 
+        server.set(.init(linkedETag: String(repeating: "a", count: 64)))
+        let announced = try await hive.downloadToEnd(modelRef)
+        #expect(announced.map { if case .failed(let code, _) = $0 { code == "CHECKSUM_MISMATCH" } else { false } } == true)
+        #expect(hive.modelFiles.isEmpty)
+
         server.set(.init(status: 403))
         let forbidden = try await hive.downloadToEnd("hf:google/private:model.gguf")
         guard case .failed(let code, let message)? = forbidden else {

@@ -1,0 +1,58 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import RbeeAPI
+import RbeeHTTP
+import ServiceLifecycle
+
+/// With `--queen-url`: registers with the queen and sends a heartbeat every interval (what the
+/// hive is, its models and workers); the queen marks a hive silent for 3 intervals unreachable.
+struct QueenReporter: Service {
+    let queenURL: String
+    let name: String
+    let interval: Duration
+    let token: APIToken?
+    let provisioner: ModelProvisioner
+    let supervisor: WorkerSupervisor
+    let hiveURL: @Sendable () -> String
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var failures = 0
+            while !Task.isCancelled {
+                do {
+                    try await beat()
+                    if failures > 0 { logger.info("queen reachable again", metadata: ["queen": "\(queenURL)"]) }
+                    failures = 0
+                } catch {
+                    failures += 1
+                    if failures == 1 || failures % 10 == 0 {
+                        logger.warning("heartbeat to queen failed", metadata: ["queen": "\(queenURL)", "failures": "\(failures)", "error": "\(error)"])
+                    }
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+
+    private func beat() async throws {
+        let devices = await DeviceInventory.detect()
+        let models = ((try? await provisioner.catalog.list()) ?? []).map(\.id)
+        let heartbeat = HiveHeartbeat(
+            name: name, url: hiveURL(), cpuCores: devices.cpuCores, ramAvailableBytes: devices.ramAvailableBytes, models: models,
+            workers: supervisor.list())
+        var request = HTTPClientRequest(url: queenURL + "/v1/hives/heartbeat")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token.value)") }
+        request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(heartbeat)))
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(5))
+        _ = try await response.body.collect(upTo: 64 * 1024)
+        guard (200..<300).contains(response.status.code) else {
+            throw RbeeError(.hiveUnreachable, "the queen answered \(response.status.code)")
+        }
+    }
+}
