@@ -17,6 +17,8 @@ public final class DownloadTracker: Sendable {
         var entries: [String: Entry] = [:]
         /// The running download of each model.
         var activeByModel: [String: String] = [:]
+        /// Running downloads, so shutdown can cancel them.
+        var tasks: [String: Task<Void, Never>] = [:]
     }
 
     private let state = Mutex(State())
@@ -44,7 +46,7 @@ public final class DownloadTracker: Sendable {
             return (id, progress)
         }
         guard let progress else { return (id, false) }
-        Task {
+        let task = Task {
             let terminal = await work { event in
                 if !event.isTerminal { progress.publish(event) }
             }
@@ -52,9 +54,20 @@ public final class DownloadTracker: Sendable {
             self.state.withLock { state in
                 state.entries[id]?.finishedAt = .now
                 state.activeByModel[modelID] = nil
+                state.tasks[id] = nil
             }
         }
+        state.withLock { state in
+            if state.entries[id]?.finishedAt == nil { state.tasks[id] = task }
+        }
         return (id, true)
+    }
+
+    /// Cancels every running download (hive shutdown) and waits for each to publish its end.
+    public func cancelAll() async {
+        let tasks = state.withLock { Array($0.tasks.values) }
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
     }
 
     /// The download's events from its latest state on, or nil for an unknown (or expired) id.

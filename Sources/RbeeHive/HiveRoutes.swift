@@ -132,7 +132,7 @@ struct HiveRoutes: Sendable {
         guard let events = provisioner.tracker.subscribe(id) else {
             throw RbeeError(.notFound, "no download \(id) (unknown, or finished more than 10 minutes ago)", details: ["download_id": .string(id)])
         }
-        return EventStreamResponse.make(request: request, keepAlive: configuration.keepAliveInterval, frames: DownloadProgressFrames(events: events))
+        return EventStreamResponse.make(request: request, keepAlive: configuration.keepAliveInterval, frames: ProgressFrames(events))
     }
 
     func model(_ context: RbeeRequestContext) async throws -> Response {
@@ -153,25 +153,3 @@ struct HiveRoutes: Sendable {
     }
 }
 
-/// Download events as SSE frames, then `[DONE]` after the terminal one.
-struct DownloadProgressFrames: AsyncSequence, Sendable {
-    typealias Element = String
-    typealias Failure = Never
-    let events: AsyncStream<DownloadProgress>
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var source: AsyncStream<DownloadProgress>.AsyncIterator
-        var done = false
-
-        mutating func next() async -> String? {
-            if done { return nil }
-            guard let event = await source.next() else {
-                done = true
-                return SSE.done
-            }
-            return SSE.frame(event)
-        }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(source: events.makeAsyncIterator()) }
-}

@@ -54,7 +54,7 @@ public final class HiveService: Sendable {
             },
             logger: logger)
         // Listed last, so the first to hear of a shutdown: workers stop before the server does.
-        let stop = StopOnRequest(shutdown: shutdownSwitch, supervisor: supervisor)
+        let stop = StopOnRequest(shutdown: shutdownSwitch, supervisor: supervisor, tracker: provisioner.tracker)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app), .init(service: WatchWorkers(supervisor: supervisor))]
         if let queenURL = configuration.queenURL {
             let reporter = QueenReporter(
@@ -73,15 +73,19 @@ public final class HiveService: Sendable {
     }
 }
 
-/// On a shutdown (requested over HTTP, or a signal): stops every worker in parallel, then ends
-/// the group gracefully. The catalog stays.
+/// On a shutdown (requested over HTTP, or a signal): stops every worker in parallel and cancels
+/// running downloads (their subscribers get `error CANCELLED`, the partial files stay for a
+/// resume), then ends the group gracefully. The catalog stays.
 struct StopOnRequest: Service {
     let shutdown: ShutdownSwitch
     let supervisor: WorkerSupervisor
+    let tracker: DownloadTracker
 
     func run() async throws {
         await cancelWhenGracefulShutdown { [shutdown] in await shutdown.wait() }
-        await supervisor.stopAll()
+        async let workers: Void = supervisor.stopAll()
+        async let downloads: Void = tracker.cancelAll()
+        _ = await (workers, downloads)
     }
 }
 

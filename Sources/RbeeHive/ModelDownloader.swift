@@ -50,6 +50,10 @@ struct ModelDownloader: Sendable {
         let partial = PartialFile(path: plan.destination + ".partial")
         var lastError = RbeeError(.downloadFailed, "the download did not start")
         for attempt in 1...max(1, settings.attempts) {
+            if Task.isCancelled {
+                await partial.close()
+                return .failed(code: ErrorCode.cancelled.rawValue, message: "the download of \(plan.modelID) was cancelled (the hive is stopping)")
+            }
             if attempt > 1 {
                 let backoff = settings.initialBackoff * (1 << min(attempt - 2, 10))
                 logger.info("retrying download", metadata: ["model": "\(plan.modelID)", "attempt": "\(attempt)", "error": "\(lastError)"])
@@ -71,6 +75,9 @@ struct ModelDownloader: Sendable {
         }
         // The partial file stays: a later request resumes from it.
         await partial.close()
+        if Task.isCancelled {
+            return .failed(code: ErrorCode.cancelled.rawValue, message: "the download of \(plan.modelID) was cancelled (the hive is stopping)")
+        }
         logger.warning("download gave up", metadata: ["model": "\(plan.modelID)", "error": "\(lastError)"])
         return .failed(code: lastError.code.rawValue, message: "\(lastError.message) (after \(settings.attempts) attempts)")
     }

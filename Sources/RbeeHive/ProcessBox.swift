@@ -13,7 +13,6 @@ final class ProcessBox: Sendable {
         var process: Process?
         var tail = Data()
         var ended: String?
-        var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -46,13 +45,8 @@ final class ProcessBox: Sendable {
         process.terminationHandler = { [weak self] process in
             let status =
                 process.terminationReason == .uncaughtSignal ? "signal \(process.terminationStatus)" : "exit \(process.terminationStatus)"
-            let waiters = self?.state.withLock { state -> [CheckedContinuation<Void, Never>] in
-                state.ended = status
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            } ?? []
+            self?.state.withLock { $0.ended = status }
             onExit(status)
-            waiters.forEach { $0.resume() }
         }
         try process.run()
         state.withLock { $0.process = process }
@@ -71,26 +65,14 @@ final class ProcessBox: Sendable {
         }
     }
 
+    /// Polls every 20 ms: a wait on the termination handler could not be abandoned at the
+    /// deadline (a task group waits for all its children), and a stop happens rarely.
     private func waitForEnd(timeout: Duration) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    let now = self.state.withLock { state -> Bool in
-                        if state.ended != nil { return true }
-                        state.waiters.append(continuation)
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if hasEnded { return true }
+            try? await Task.sleep(for: .milliseconds(20))
         }
+        return hasEnded
     }
 }

@@ -25,6 +25,8 @@ public final class WorkerSupervisor: Sendable {
         var probeFailures = 0
         var lastProbe: ContinuousClock.Instant
         var port: Int
+        /// Set when the hive itself stops the process, so its exit is not a crash.
+        var stopRequested = false
     }
 
     private let records = Mutex<[String: Record]>([:])
@@ -228,7 +230,14 @@ public final class WorkerSupervisor: Sendable {
             records[report.workerID] = record
             return true
         }.also { known in
-            if known { logger.info("worker ready", metadata: ["worker_id": "\(report.workerID)", "state": "\(report.state.rawValue)"]) }
+            guard known else { return }
+            if report.state == .error {
+                logger.error("worker failed to load", metadata: ["worker_id": "\(report.workerID)", "error": "\(report.error ?? "")"])
+                // A worker without a model only answers 503: end its process, keep the record.
+                Task { _ = await self.stop(report.workerID, reason: "failed to load") }
+            } else {
+                logger.info("worker ready", metadata: ["worker_id": "\(report.workerID)"])
+            }
         }
     }
 
@@ -251,17 +260,20 @@ public final class WorkerSupervisor: Sendable {
     // MARK: Ending
 
     private func exited(_ workerID: String, status: String) {
-        let (wasStopping, tail): (Bool, String?) = records.withLock { records in
+        let (expected, tail): (Bool, String?) = records.withLock { records in
             guard var record = records[workerID] else { return (true, nil) }
-            let stopping = record.info.state == .stopping
-            record.info.state = stopping ? .stopped : .failed
             record.info.exit = status
             record.info.stderrTail = record.process?.stderrTail
-            if !stopping { record.info.error = record.info.error ?? "the worker process ended (\(status))" }
+            if record.stopRequested {
+                if record.info.state != .failed { record.info.state = .stopped }
+            } else {
+                record.info.state = .failed
+                record.info.error = record.info.error ?? "WORKER_CRASHED: the worker process ended (\(status))"
+            }
             records[workerID] = record
-            return (stopping, record.info.stderrTail)
+            return (record.stopRequested, record.info.stderrTail)
         }
-        if wasStopping {
+        if expected {
             logger.info("worker stopped", metadata: ["worker_id": "\(workerID)", "exit": "\(status)"])
         } else {
             logger.error("worker crashed", metadata: ["worker_id": "\(workerID)", "exit": "\(status)", "stderr_tail": "\(tail ?? "")"])
@@ -272,6 +284,7 @@ public final class WorkerSupervisor: Sendable {
     public func stop(_ workerID: String, reason: String) async -> Bool {
         let (known, box): (Bool, ProcessBox?) = records.withLock { records in
             guard var record = records[workerID] else { return (false, nil) }
+            record.stopRequested = true
             if record.info.state != .failed && record.info.state != .stopped {
                 // Still waiting for its model: there is no process to stop.
                 record.info.state = record.process == nil ? .stopped : .stopping

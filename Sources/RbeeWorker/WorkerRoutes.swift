@@ -49,7 +49,7 @@ struct WorkerRoutes: Sendable {
     }
 
     func loadingProgress(_ request: Request) -> Response {
-        let frames = LoadingProgressFrames(events: engine.loading.subscribe())
+        let frames = ProgressFrames(engine.loading.subscribe())
         return EventStreamResponse.make(request: request, keepAlive: configuration.keepAliveInterval, frames: frames)
     }
 
@@ -135,28 +135,6 @@ struct WorkerRoutes: Sendable {
     }
 }
 
-/// Loading progress events as SSE frames, then `[DONE]` once the terminal state was sent.
-struct LoadingProgressFrames: AsyncSequence, Sendable {
-    typealias Element = String
-    typealias Failure = Never
-    let events: AsyncStream<LoadingProgress>
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        var source: AsyncStream<LoadingProgress>.AsyncIterator
-        var done = false
-
-        mutating func next() async -> String? {
-            if done { return nil }
-            guard let event = await source.next() else {
-                done = true
-                return SSE.done
-            }
-            return SSE.frame(event)
-        }
-    }
-
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(source: events.makeAsyncIterator()) }
-}
 
 /// `X-Request-Deadline` (RFC 3339): a passed deadline is refused with 408 before any work.
 enum RequestDeadline {

@@ -133,6 +133,21 @@ import Testing
         server.task.cancel()
     }
 
+    @Test func stoppingTheHiveEndsRunningDownloadsWithCancelledAndKeepsThePartialFile() async throws {
+        let server = try await Self.server(.init(chunkDelay: .milliseconds(20)))
+        let hive = try await RunningHive.start(server: server)
+        let started = try JSONDecoder().decode(DownloadStarted.self, from: try await hive.download(modelRef).1)
+        let id = try #require(started.downloadID)
+        async let followed = hive.follow(id)
+        try await Task.sleep(for: .milliseconds(500))
+        try await hive.stop()
+        let result = try await followed
+        #expect(result.done)
+        #expect(result.events.last.map { if case .failed(let code, _) = $0 { code == "CANCELLED" } else { false } } == true)
+        #expect(hive.modelFiles == ["gemma-3-270m-q4_k_m.gguf.partial"])
+        server.task.cancel()
+    }
+
     @Test func unknownDownloadIdsGet404() async throws {
         let hive = try await RunningHive.start(server: nil)
         let progress = try await hive.follow("dl-unknown")

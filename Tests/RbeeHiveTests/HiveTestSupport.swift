@@ -49,7 +49,7 @@ struct RunningHive: Sendable {
         configuration.downloads.stallTimeout = .seconds(2)
         configure(&configuration)
         var logger = Logger(label: "test-hive")
-        logger.logLevel = .warning
+        logger.logLevel = ProcessInfo.processInfo.environment["RBEE_TEST_LOG"] != nil ? .debug : .warning
         let service = try await HiveService(configuration: configuration, logger: logger)
         let task = Task { try await service.run(handleSignals: false) }
         let port = await service.port()

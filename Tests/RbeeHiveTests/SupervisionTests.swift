@@ -9,7 +9,9 @@ import Testing
 
 /// Acceptance 5 of the hive issue, with real `llm-worker-rbee` children on the real model.
 @Suite(.serialized) struct SupervisionTests {
-    static func startHive(idle: Duration = .seconds(60)) async throws -> RunningHive {
+    static func startHive(idle: Duration = .seconds(60), _ adjust: @escaping (inout SupervisionSettings) -> Void = { _ in }) async throws
+        -> RunningHive
+    {
         let worker = try #require(CatalogTests.binary(named: "llm-worker-rbee"), "llm-worker-rbee was not built next to the tests")
         return try await RunningHive.start(server: nil) {
             $0.extraModelDirectories = [(modelPath as NSString).deletingLastPathComponent]
@@ -19,6 +21,7 @@ import Testing
             $0.supervision.healthProbeInterval = .seconds(1)
             $0.supervision.idleTimeout = idle
             $0.supervision.stopGrace = .seconds(3)
+            adjust(&$0.supervision)
         }
     }
 
@@ -93,6 +96,43 @@ import Testing
         #expect(Self.alive(survivor))
         try await hive.stop()
         #expect(!Self.alive(survivor), "hive shutdown left worker \(survivor) running")
+    }
+
+    @Test func notEnoughMemoryIs507() async throws {
+        let hive = try await Self.startHive { $0.memoryHeadroom = 1000 }
+        var request = HTTPClientRequest(url: hive.baseURL + "/v1/workers/spawn")
+        request.method = .POST
+        request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(WorkerSpawnRequest(modelRef: "file:" + modelPath))))
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let body = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+        #expect(response.status.code == 507)
+        #expect(try JSONDecoder().decode(ErrorEnvelope.self, from: body).error.code == "INSUFFICIENT_RAM")
+        #expect(hive.service.supervisor.list().isEmpty)
+        try await hive.stop()
+    }
+
+    @Test func aWorkerThatFallsSilentIsStoppedAndRemoved() async throws {
+        let hive = try await Self.startHive { $0.stopGrace = .milliseconds(500) }
+        let worker = try await spawn(hive)
+        #expect(try await waitUntil(seconds: 20) { state(hive, worker.workerID)?.state == .ready })
+        let pid = try #require(worker.pid)
+        kill(pid, SIGSTOP)  // alive but silent: no heartbeats, no health answers
+        let removed = try await waitUntil(seconds: 10) { state(hive, worker.workerID) == nil }
+        #expect(removed, "a silent worker was kept: \(String(describing: state(hive, worker.workerID)))")
+        #expect(try await waitUntil(seconds: 5) { !Self.alive(pid) }, "the silent worker's process is still alive")
+        try await hive.stop()
+    }
+
+    @Test func aWorkerStillLoadingAfterTheTimeoutIsStopped() async throws {
+        let hive = try await Self.startHive { $0.loadingTimeout = .milliseconds(1) }
+        let worker = try await spawn(hive)
+        let failed = try await waitUntil(seconds: 10) {
+            guard let info = state(hive, worker.workerID) else { return false }
+            return info.state == .failed || info.state == .stopped
+        }
+        #expect(failed)
+        #expect(state(hive, worker.workerID)?.error?.contains("LOADING_TIMEOUT") == true)
+        try await hive.stop()
     }
 
     @Test func spawningAModelThatIsNotHereDownloadsItFirst() async throws {

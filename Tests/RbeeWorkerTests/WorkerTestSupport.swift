@@ -7,6 +7,7 @@ import NIOHTTP1
 import RbeeAPI
 import RbeeInference
 import RbeeWorker
+import Synchronization
 import Testing
 
 /// The real default model (see `scripts/fetch-model.sh`); RBEE_TEST_MODEL overrides it.
@@ -187,18 +188,21 @@ func inferenceJSON(_ prompt: String, maxTokens: Int, extra: String = "") -> Stri
 }
 
 /// Whether `task` ends (returns or throws) within `timeout`; the task itself is not cancelled.
+/// Polls a flag: awaiting `task.value` in a task group could not be abandoned at the deadline.
 func finishes(_ task: Task<Void, any Error>, within timeout: Duration) async -> Bool {
-    await withTaskGroup(of: Bool.self) { group in
-        group.addTask {
-            _ = try? await task.value
-            return true
-        }
-        group.addTask {
-            try? await Task.sleep(for: timeout)
-            return false
-        }
-        let first = await group.next() ?? false
-        group.cancelAll()
-        return first
+    let ended = EndFlag()
+    Task {
+        _ = try? await task.value
+        ended.value.withLock { $0 = true }
     }
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if ended.value.withLock({ $0 }) { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return ended.value.withLock { $0 }
+}
+
+final class EndFlag: Sendable {
+    let value = Mutex(false)
 }
