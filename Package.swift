@@ -150,13 +150,14 @@ let package = Package(
         .testTarget(
             name: "RbeeHiveTests",
             dependencies: [
-                "RbeeHive", "RbeeAPI", "RbeeHTTP", "RbeeGGUF",
+                "RbeeHive", "RbeeAPI", "RbeeHTTP", "RbeeGGUF", "RbeeWorker", "RbeeInference",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: llamaSwiftSettings
         ),
     ]
 )

@@ -35,14 +35,20 @@ public final class HiveService: Sendable {
         return configuration.port
     }
 
-    public func run(handleSignals: Bool = true) async throws {
-        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
+    /// The hive's routes with their middleware (correlation ids, errors, bearer auth).
+    public func makeRouter() -> Router<RbeeRequestContext> {
         let router = Router(context: RbeeRequestContext.self)
         router.add(middleware: CorrelationMiddleware())
         router.add(middleware: BearerAuthMiddleware(token: configuration.token))
         HiveRoutes(
             configuration: configuration, provisioner: provisioner, supervisor: supervisor, metrics: metrics, shutdown: shutdownSwitch
         ).register(on: router)
+        return router
+    }
+
+    public func run(handleSignals: Bool = true) async throws {
+        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
+        let router = makeRouter()
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "rbee-hive"),

@@ -38,14 +38,20 @@ public final class WorkerService: Sendable {
         configuration.advertisedURL ?? "http://\(configuration.host):\(portBroadcast.latest ?? configuration.port)"
     }
 
-    /// Runs until SIGTERM/SIGINT (when `handleSignals`), `POST /v1/shutdown` or a lost hive; then
-    /// drains and returns.
-    public func run(handleSignals: Bool = true) async throws {
-        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
+    /// The worker's routes with their middleware (correlation ids, errors, bearer auth).
+    public func makeRouter() -> Router<RbeeRequestContext> {
         let router = Router(context: RbeeRequestContext.self)
         router.add(middleware: CorrelationMiddleware())
         router.add(middleware: BearerAuthMiddleware(token: configuration.token))
         WorkerRoutes(configuration: configuration, engine: engine, metrics: metrics, shutdown: shutdownSwitch).register(on: router)
+        return router
+    }
+
+    /// Runs until SIGTERM/SIGINT (when `handleSignals`), `POST /v1/shutdown` or a lost hive; then
+    /// drains and returns.
+    public func run(handleSignals: Bool = true) async throws {
+        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
+        let router = makeRouter()
 
         let app = Application(
             router: router,

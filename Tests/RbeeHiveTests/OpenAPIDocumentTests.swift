@@ -1,0 +1,49 @@
+import Foundation
+import Logging
+import RbeeHive
+import RbeeInference
+import RbeeWorker
+import Testing
+
+/// `docs/openapi.yaml` lists every route the worker and the hive register, and nothing else.
+@Suite struct OpenAPIDocumentTests {
+    /// "METHOD /path" pairs from the document's `paths`.
+    static func documentedRoutes() throws -> Set<String> {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: repository.appendingPathComponent("docs/openapi.yaml"), encoding: .utf8)
+        var routes: Set<String> = []
+        var inPaths = false
+        var path: String?
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line == "paths:" {
+                inPaths = true
+            } else if inPaths, let first = line.first, first != " " {
+                inPaths = false
+            } else if inPaths, line.hasPrefix("  /"), line.hasSuffix(":"), !line.hasPrefix("   ") {
+                path = String(line.dropFirst(2).dropLast())
+            } else if inPaths, let path, line.hasPrefix("    "), !line.hasPrefix("     "), line.hasSuffix(":") {
+                let method = line.trimmingCharacters(in: .whitespaces).dropLast().uppercased()
+                if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(method) { routes.insert("\(method) \(path)") }
+            }
+        }
+        return routes
+    }
+
+    static func normalized(_ description: String) -> String {
+        let parts = description.split(separator: " ", maxSplits: 1)
+        let path = parts.count > 1 ? String(parts[1]) : ""
+        return "\(parts[0]) \(path.hasPrefix("/") ? path : "/" + path)"
+    }
+
+    @Test func everyWorkerAndHiveRouteIsDocumented() async throws {
+        var logger = Logger(label: "openapi-test")
+        logger.logLevel = .critical
+        let worker = WorkerService(configuration: WorkerConfiguration(engine: EngineConfiguration(modelPath: modelPath)), logger: logger)
+        let hive = try await HiveService(configuration: HiveConfiguration(home: try temporaryHome()), logger: logger)
+        let registered = Set((worker.makeRouter().routes + hive.makeRouter().routes).map { Self.normalized($0.description) })
+        let documented = try Self.documentedRoutes()
+        #expect(registered.count >= 18 && documented.count >= 18, "the comparison must not pass on empty sets")
+        #expect(registered.subtracting(documented).isEmpty, "registered but not documented: \(registered.subtracting(documented).sorted())")
+        #expect(documented.subtracting(registered).isEmpty, "documented but not registered: \(documented.subtracting(registered).sorted())")
+    }
+}
