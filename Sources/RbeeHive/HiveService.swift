@@ -37,9 +37,7 @@ public final class HiveService: Sendable {
 
     /// The hive's routes with their middleware (correlation ids, errors, bearer auth).
     public func makeRouter() -> Router<RbeeRequestContext> {
-        let router = Router(context: RbeeRequestContext.self)
-        router.add(middleware: CorrelationMiddleware())
-        router.add(middleware: BearerAuthMiddleware(token: configuration.token))
+        let router = Router.rbee(token: configuration.token)
         HiveRoutes(
             configuration: configuration, provisioner: provisioner, supervisor: supervisor, metrics: metrics, shutdown: shutdownSwitch
         ).register(on: router)

@@ -40,9 +40,7 @@ public final class WorkerService: Sendable {
 
     /// The worker's routes with their middleware (correlation ids, errors, bearer auth).
     public func makeRouter() -> Router<RbeeRequestContext> {
-        let router = Router(context: RbeeRequestContext.self)
-        router.add(middleware: CorrelationMiddleware())
-        router.add(middleware: BearerAuthMiddleware(token: configuration.token))
+        let router = Router.rbee(token: configuration.token)
         WorkerRoutes(configuration: configuration, engine: engine, metrics: metrics, shutdown: shutdownSwitch).register(on: router)
         return router
     }
