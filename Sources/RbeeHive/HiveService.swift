@@ -45,18 +45,13 @@ public final class HiveService: Sendable {
     }
 
     public func run(handleSignals: Bool = true) async throws {
-        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
-        let router = makeRouter()
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "rbee-hive"),
-            onServerRunning: { [portBroadcast, logger, supervisor, host = configuration.host] channel in
-                let port = channel.localAddress?.port ?? 0
-                supervisor.setHiveURL("http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)")
-                portBroadcast.publish(port)
-                logger.info("listening", metadata: ["host": "\(host)", "port": "\(port)"])
-            },
-            logger: logger)
+        let app = try DaemonServer.application(
+            router: makeRouter(), host: configuration.host, port: configuration.port, token: configuration.token,
+            serverName: "rbee-hive", logger: logger
+        ) { [portBroadcast, supervisor, host = configuration.host] port in
+            supervisor.setHiveURL("http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)")
+            portBroadcast.publish(port)
+        }
         // Listed last, so the first to hear of a shutdown: workers stop before the server does.
         let stop = StopOnRequest(shutdown: shutdownSwitch, supervisor: supervisor, tracker: provisioner.tracker)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app), .init(service: WatchWorkers(supervisor: supervisor))]

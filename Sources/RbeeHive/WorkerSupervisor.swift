@@ -104,7 +104,8 @@ public final class WorkerSupervisor: Sendable {
         }
         Task {
             var terminal: DownloadProgress?
-            for await event in provisioner.tracker.subscribe(downloadID) ?? AsyncStream { $0.finish() } where event.isTerminal {
+            let events = provisioner.tracker.subscribe(downloadID) ?? AsyncStream(DownloadProgress.self) { $0.finish() }
+            for await event in events where event.isTerminal {
                 terminal = event
             }
             guard records.withLock({ $0[workerID]?.info.state == .starting }) else { return }

@@ -48,18 +48,10 @@ public final class WorkerService: Sendable {
     /// Runs until SIGTERM/SIGINT (when `handleSignals`), `POST /v1/shutdown` or a lost hive; then
     /// drains and returns.
     public func run(handleSignals: Bool = true) async throws {
-        try APIToken.checkBinding(host: configuration.host, token: configuration.token)
-        let router = makeRouter()
-
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "llm-worker-rbee"),
-            onServerRunning: { [portBroadcast, logger, host = configuration.host] channel in
-                let port = channel.localAddress?.port ?? 0
-                portBroadcast.publish(port)
-                logger.info("listening", metadata: ["host": "\(host)", "port": "\(port)"])
-            },
-            logger: logger)
+        let app = try DaemonServer.application(
+            router: makeRouter(), host: configuration.host, port: configuration.port, token: configuration.token,
+            serverName: "llm-worker-rbee", logger: logger
+        ) { [portBroadcast] port in portBroadcast.publish(port) }
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: EngineService(engine: engine, loadOnStart: configuration.loadOnStart))
