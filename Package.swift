@@ -23,6 +23,7 @@ let package = Package(
     products: [
         .executable(name: "llm-worker-rbee", targets: ["llm-worker-rbee"]),
         .executable(name: "rbee-hive", targets: ["rbee-hive"]),
+        .executable(name: "queen-rbee", targets: ["queen-rbee"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -70,6 +71,9 @@ let package = Package(
         .target(
             name: "RbeeHTTP",
             dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 "RbeeAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
@@ -127,7 +131,34 @@ let package = Package(
         .executableTarget(
             name: "rbee-hive",
             dependencies: [
-                "RbeeHive", "RbeeAPI", "RbeeHTTP",
+                "RbeeHive", "RbeeAPI", "RbeeHTTP", "CRbeeSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The queen: hive registry, scheduling, OpenAI-compatible and native task APIs.
+        .target(
+            name: "RbeeQueen",
+            dependencies: [
+                "RbeeAPI", "RbeeHTTP",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "queen-rbee",
+            dependencies: [
+                "RbeeQueen", "RbeeAPI", "RbeeHTTP", "CRbeeSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -153,6 +184,17 @@ let package = Package(
                 "RbeeHive", "RbeeAPI", "RbeeHTTP", "RbeeGGUF", "RbeeWorker", "RbeeInference",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: llamaSwiftSettings
+        ),
+        .testTarget(
+            name: "RbeeQueenTests",
+            dependencies: [
+                "RbeeQueen", "RbeeHive", "RbeeWorker", "RbeeInference", "RbeeAPI", "RbeeHTTP",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),

@@ -10,3 +10,5 @@ swift build --build-tests
 # Serial: the timing tests (headers within 100 ms, a slot freed within 1 s) must not compete
 # with other suites for the machine's 2 cores.
 swift test --skip-build --no-parallel
+# The queen's OpenAI routes through the official openai Python client.
+scripts/openai-check.sh

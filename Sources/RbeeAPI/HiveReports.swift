@@ -73,8 +73,12 @@ public struct HiveHeartbeat: Sendable, Equatable, Codable {
     public var ramAvailableBytes: Int
     public var models: [String]
     public var workers: [HiveWorkerInfo]
+    /// The catalog in full (sizes, quantization), for the queen's model list.
+    public var catalog: [ModelInfo]?
 
-    public init(name: String, url: String, cpuCores: Int, ramAvailableBytes: Int, models: [String], workers: [HiveWorkerInfo]) {
+    public init(
+        name: String, url: String, cpuCores: Int, ramAvailableBytes: Int, models: [String], workers: [HiveWorkerInfo], catalog: [ModelInfo]? = nil
+    ) {
         self.name = name
         self.url = url
         self.version = RbeeVersion.version
@@ -83,10 +87,11 @@ public struct HiveHeartbeat: Sendable, Equatable, Codable {
         self.ramAvailableBytes = ramAvailableBytes
         self.models = models
         self.workers = workers
+        self.catalog = catalog
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, url, version, models, workers
+        case name, url, version, models, workers, catalog
         case apiVersion = "api_version"
         case cpuCores = "cpu_cores"
         case ramAvailableBytes = "ram_available_bytes"

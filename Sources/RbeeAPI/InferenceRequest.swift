@@ -228,3 +228,29 @@ struct FieldReader {
         number.rounded() == number && abs(number) < 1e15 ? String(Int64(number)) : String(number)
     }
 }
+
+extension InferenceRequest {
+    /// The body a worker accepts for this request (a proxy re-sends the validated form, never the
+    /// client's raw JSON).
+    public var json: JSONValue {
+        var body: [String: JSONValue] = [
+            "max_tokens": .number(Double(maxTokens)),
+            "temperature": .number(sampling.temperature),
+            "top_p": .number(sampling.topP),
+            "top_k": .number(Double(sampling.topK)),
+            "min_p": .number(sampling.minP),
+            "repetition_penalty": .number(sampling.repetitionPenalty),
+            "stream": .bool(stream),
+            "ignore_eos": .bool(ignoreEOS),
+        ]
+        if let jobID { body["job_id"] = .string(jobID) }
+        if let seed = sampling.seed { body["seed"] = .number(Double(seed)) }
+        if !stop.isEmpty { body["stop"] = .array(stop.map { .string($0) }) }
+        switch prompt {
+        case .text(let text): body["prompt"] = .string(text)
+        case .messages(let messages):
+            body["messages"] = .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) })
+        }
+        return .object(body)
+    }
+}

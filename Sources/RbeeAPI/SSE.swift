@@ -20,7 +20,16 @@ public enum SSE {
         var out = "data: {\"i\":"
         out.reserveCapacity(text.utf8.count + 48)
         out += String(index)
-        out += ",\"t\":\""
+        out += ",\"t\":"
+        appendJSONString(text, to: &out)
+        out += ",\"type\":\"token\"}\n\n"
+        return out
+    }
+
+    /// Appends `text` as a JSON string literal (quotes included), escaped as JSONEncoder does
+    /// with `.withoutEscapingSlashes`: for frames built by hand on the per-token path.
+    public static func appendJSONString(_ text: String, to out: inout String) {
+        out += "\""
         for scalar in text.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
@@ -35,8 +44,7 @@ public enum SSE {
             default: out.unicodeScalars.append(scalar)
             }
         }
-        out += "\",\"type\":\"token\"}\n\n"
-        return out
+        out += "\""
     }
 
     /// A comment line; newlines in `text` are folded so it stays one comment.

@@ -59,7 +59,11 @@ public final class HiveService: Sendable {
             let reporter = QueenReporter(
                 queenURL: queenURL, name: configuration.name, interval: configuration.queenHeartbeatInterval, token: configuration.token,
                 provisioner: provisioner, supervisor: supervisor,
-                hiveURL: { [portBroadcast, host = configuration.host] in "http://\(host):\(portBroadcast.latest ?? 0)" }, logger: logger)
+                hiveURL: { [portBroadcast, host = configuration.host] in
+                    var port = 0
+                    for await bound in portBroadcast.subscribe() { port = bound }
+                    return "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+                }, logger: logger)
             services.append(.init(service: reporter, successTerminationBehavior: .ignore))
         }
         services.append(.init(service: stop, successTerminationBehavior: .gracefullyShutdownGroup))

@@ -16,7 +16,8 @@ struct QueenReporter: Service {
     let token: APIToken?
     let provisioner: ModelProvisioner
     let supervisor: WorkerSupervisor
-    let hiveURL: @Sendable () -> String
+    /// Waits until the server listens: a heartbeat never announces a port that is not bound yet.
+    let hiveURL: @Sendable () async -> String
     let logger: Logger
 
     func run() async throws {
@@ -40,10 +41,10 @@ struct QueenReporter: Service {
 
     private func beat() async throws {
         let devices = await DeviceInventory.detect()
-        let models = ((try? await provisioner.catalog.list()) ?? []).map(\.id)
+        let catalog = (try? await provisioner.catalog.list()) ?? []
         let heartbeat = HiveHeartbeat(
-            name: name, url: hiveURL(), cpuCores: devices.cpuCores, ramAvailableBytes: devices.ramAvailableBytes, models: models,
-            workers: supervisor.list())
+            name: name, url: await hiveURL(), cpuCores: devices.cpuCores, ramAvailableBytes: devices.ramAvailableBytes, models: catalog.map(\.id),
+            workers: supervisor.list(), catalog: catalog)
         var request = HTTPClientRequest(url: queenURL + "/v1/hives/heartbeat")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CRbeeSystem
 import Foundation
 import Logging
 import RbeeAPI
@@ -48,6 +49,8 @@ struct HiveCommand: AsyncParsableCommand {
         var idleSecs: Double?
         @Option(name: .customLong("worker-loading-timeout-secs"), help: "Kill a worker still loading after this [RBEE_WORKER_LOADING_TIMEOUT_SECS, 600].")
         var loadingTimeoutSecs: Double?
+        @Flag(name: .customLong("exit-with-parent"), help: "Stop (with its workers) when the process that started this one ends.")
+        var exitWithParent = false
         @Option(name: .customLong("log-format"), help: "text or json.") var logFormat: RbeeLogging.Format = .text
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
 
@@ -60,6 +63,7 @@ struct HiveCommand: AsyncParsableCommand {
         func run() async throws {
             RbeeLogging.bootstrap(format: logFormat, level: logLevel)
             signal(SIGPIPE, SIG_IGN)
+            if exitWithParent { _ = rbee_set_parent_death_signal(SIGTERM) }
             let logger = Logger(label: "rbee-hive")
             let environment = ProcessInfo.processInfo.environment
             var configuration = HiveConfiguration(home: home ?? HiveConfiguration.defaultHome())

@@ -7,8 +7,9 @@ import Glibc
 #endif
 
 /// One child process: started with Foundation's `Process`, its end reported at once through
-/// the termination handler, the last 4 KiB of its stderr kept for error reports.
-final class ProcessBox: Sendable {
+/// the termination handler, the last 4 KiB of its stderr kept for error reports (or its output
+/// appended to a log file, for long-lived daemons).
+public final class ProcessBox: Sendable {
     private struct State {
         var process: Process?
         var tail = Data()
@@ -17,20 +18,30 @@ final class ProcessBox: Sendable {
 
     private let state = Mutex(State())
 
-    var pid: Int32 { state.withLock { $0.process?.processIdentifier ?? 0 } }
-    var stderrTail: String? { state.withLock { $0.tail.isEmpty ? nil : String(decoding: $0.tail, as: UTF8.self) } }
-    var hasEnded: Bool { state.withLock { $0.ended != nil } }
+    public var pid: Int32 { state.withLock { $0.process?.processIdentifier ?? 0 } }
+    public var stderrTail: String? { state.withLock { $0.tail.isEmpty ? nil : String(decoding: $0.tail, as: UTF8.self) } }
+    public var hasEnded: Bool { state.withLock { $0.ended != nil } }
 
-    func start(
-        executable: String, arguments: [String], environment: [String: String], onExit: @escaping @Sendable (String) -> Void
+    public init() {}
+
+    public func start(
+        executable: String, arguments: [String], environment: [String: String], logFile: String? = nil,
+        onExit: @escaping @Sendable (String) -> Void
     ) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
+        if let logFile {
+            if !FileManager.default.fileExists(atPath: logFile) { FileManager.default.createFile(atPath: logFile, contents: nil) }
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+            handle.seekToEndOfFile()
+            process.standardOutput = handle
+            process.standardError = handle
+        }
         let pipe = Pipe()
-        process.standardError = pipe
+        if logFile == nil { process.standardError = pipe }
         pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
             guard !data.isEmpty else {
@@ -53,13 +64,13 @@ final class ProcessBox: Sendable {
     }
 
     /// SIGTERM, then SIGKILL after `grace`; returns once the process has ended.
-    func stop(grace: Duration, logger: Logger) async {
+    public func stop(grace: Duration, logger: Logger) async {
         let pid = self.pid
         guard pid > 0, !hasEnded else { return }
         kill(pid, SIGTERM)
         let ended = await waitForEnd(timeout: grace)
         if !ended {
-            logger.warning("worker ignored SIGTERM: sending SIGKILL", metadata: ["pid": "\(pid)"])
+            logger.warning("process ignored SIGTERM: sending SIGKILL", metadata: ["pid": "\(pid)"])
             kill(pid, SIGKILL)
             _ = await waitForEnd(timeout: .seconds(5))
         }

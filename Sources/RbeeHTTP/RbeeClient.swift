@@ -1,0 +1,141 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import RbeeAPI
+
+/// How one rbee program calls another: JSON in and out, and on every hop the bearer token, the
+/// correlation id and the request deadline (forwarded unchanged, never extended).
+public struct RbeeClient: Sendable {
+    public var token: String?
+    public var correlationID: String?
+    public var deadline: String?
+    public let http: HTTPClient
+    /// The code a connection failure is reported with (`HIVE_UNREACHABLE` towards a hive…).
+    public var unreachableCode: ErrorCode
+
+    public init(
+        http: HTTPClient = .shared, token: String?, correlationID: String? = nil, deadline: String? = nil,
+        unreachableCode: ErrorCode = .unavailable
+    ) {
+        self.http = http
+        self.token = token
+        self.correlationID = correlationID
+        self.deadline = deadline
+        self.unreachableCode = unreachableCode
+    }
+
+    /// A request with the hop headers set.
+    public func request(_ method: HTTPMethod, _ url: String, json: Data? = nil) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let correlationID { request.headers.add(name: "X-Correlation-Id", value: correlationID) }
+        if let deadline { request.headers.add(name: "X-Request-Deadline", value: deadline) }
+        if let json {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: json))
+        }
+        return request
+    }
+
+    /// Sends a request and returns the answer's body; a non-2xx answer becomes the `RbeeError` its
+    /// envelope describes, a connection failure `unreachableCode`.
+    public func call(_ method: HTTPMethod, _ url: String, json: Data? = nil, timeout: Duration = .seconds(10)) async throws(RbeeError) -> Data {
+        let response: HTTPClientResponse
+        let body: ByteBuffer
+        do {
+            response = try await http.execute(request(method, url, json: json), timeout: .milliseconds(Int64(timeout.milliseconds)))
+            body = try await response.body.collect(upTo: 16 << 20)
+        } catch {
+            throw RbeeError(unreachableCode, "cannot reach \(Self.origin(url)): \(Self.describe(error))", details: ["url": .string(Self.origin(url))])
+        }
+        let data = Data(buffer: body)
+        guard (200..<300).contains(response.status.code) else {
+            throw Self.error(status: Int(response.status.code), body: data, headers: response.headers, url: url)
+        }
+        return data
+    }
+
+    /// `call` with the answer decoded.
+    public func call<T: Decodable>(
+        _ method: HTTPMethod, _ url: String, json: Data? = nil, timeout: Duration = .seconds(10), as type: T.Type
+    ) async throws(RbeeError) -> T {
+        let data = try await call(method, url, json: json, timeout: timeout)
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch {
+            throw RbeeError(.internalError, "unexpected answer from \(Self.origin(url)): \(error)")
+        }
+    }
+
+    /// Opens an SSE stream; headers are awaited for at most `timeout`, the body has no deadline
+    /// (the reader's owner watches for stalls).
+    public func stream(_ method: HTTPMethod, _ url: String, json: Data? = nil, timeout: Duration = .seconds(30)) async throws(RbeeError)
+        -> EventStreamReader
+    {
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request(method, url, json: json), timeout: .milliseconds(Int64(timeout.milliseconds)))
+        } catch {
+            throw RbeeError(unreachableCode, "cannot reach \(Self.origin(url)): \(Self.describe(error))", details: ["url": .string(Self.origin(url))])
+        }
+        guard (200..<300).contains(response.status.code) else {
+            let body = (try? await response.body.collect(upTo: 1 << 20)).map { Data(buffer: $0) } ?? Data()
+            throw Self.error(status: Int(response.status.code), body: body, headers: response.headers, url: url)
+        }
+        return EventStreamReader(response: response)
+    }
+
+    /// The error an rbee error envelope (or any other error body) describes.
+    public static func error(status: Int, body: Data, headers: HTTPHeaders, url: String) -> RbeeError {
+        let retryAfter = headers.first(name: "Retry-After").flatMap(Int.init)
+        if let envelope = try? JSONDecoder().decode(ErrorEnvelope.self, from: body) {
+            let code = ErrorCode(rawValue: envelope.error.code) ?? .internalError
+            return RbeeError(code, envelope.error.message, details: envelope.error.details, retryAfter: retryAfter, status: status)
+        }
+        let text = String(decoding: body.prefix(300), as: UTF8.self)
+        return RbeeError(
+            status == 404 ? .notFound : status >= 500 ? .unavailable : .invalidRequest,
+            "\(origin(url)) answered \(status)\(text.isEmpty ? "" : ": " + text)", retryAfter: retryAfter, status: status)
+    }
+
+    /// Scheme, host and port: enough to say where, never a query string.
+    public static func origin(_ url: String) -> String {
+        let parts = url.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
+        return parts.count >= 3 ? parts[0...2].joined(separator: "/") : url
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? HTTPClientError { return "\(error)" }
+        return String(describing: error)
+    }
+}
+
+/// An open SSE response read message by message.
+public struct EventStreamReader {
+    public let response: HTTPClientResponse
+    /// Made on the first read: a response body can be iterated only once, and the response may
+    /// be handed on unread.
+    private var body: HTTPClientResponse.Body.AsyncIterator?
+    private var parser = SSEParser()
+    private var ready: [SSE.Message] = []
+    private var readyIndex = 0
+
+    public init(response: HTTPClientResponse) {
+        self.response = response
+    }
+
+    /// The next message, or nil when the server closed the stream. Throws when the connection
+    /// breaks (or the reading task is cancelled).
+    public mutating func next() async throws -> SSE.Message? {
+        if body == nil { body = response.body.makeAsyncIterator() }
+        while readyIndex >= ready.count {
+            guard let chunk = try await body!.next() else { return nil }
+            ready = parser.feed(chunk.readableBytesView)
+            readyIndex = 0
+        }
+        defer { readyIndex += 1 }
+        return ready[readyIndex]
+    }
+}

@@ -1,0 +1,53 @@
+import AsyncHTTPClient
+import Foundation
+import NIOHTTP1
+import RbeeAPI
+import RbeeHTTP
+
+/// The queen's calls to hives (SPEC §3 "Hive"), with the queen's token on every one.
+struct HiveClient: Sendable {
+    let http: HTTPClient
+    let token: String?
+
+    func client(correlationID: String? = nil, deadline: String? = nil) -> RbeeClient {
+        RbeeClient(http: http, token: token, correlationID: correlationID, deadline: deadline, unreachableCode: .hiveUnreachable)
+    }
+
+    struct WorkerList: Decodable { var workers: [HiveWorkerInfo] }
+    struct ModelList: Decodable { var models: [ModelInfo] }
+
+    func health(hiveURL: String, timeout: Duration = .seconds(5)) async throws(RbeeError) -> HiveHealth {
+        try await client().call(.GET, hiveURL + "/health", timeout: timeout, as: HiveHealth.self)
+    }
+
+    func workers(hiveURL: String, correlationID: String? = nil) async throws(RbeeError) -> [HiveWorkerInfo] {
+        try await client(correlationID: correlationID).call(.GET, hiveURL + "/v1/workers", as: WorkerList.self).workers
+    }
+
+    func models(hiveURL: String) async throws(RbeeError) -> [ModelInfo] {
+        try await client().call(.GET, hiveURL + "/v1/models", as: ModelList.self).models
+    }
+
+    func spawn(_ request: WorkerSpawnRequest, hiveURL: String, correlationID: String? = nil) async throws(RbeeError) -> HiveWorkerInfo {
+        let body = try encode(request)
+        return try await client(correlationID: correlationID).call(
+            .POST, hiveURL + "/v1/workers/spawn", json: body, timeout: .seconds(60), as: HiveWorkerInfo.self)
+    }
+
+    func stopWorker(_ id: String, hiveURL: String, correlationID: String?) async throws(RbeeError) {
+        _ = try await client(correlationID: correlationID).call(.DELETE, hiveURL + "/v1/workers/" + id, timeout: .seconds(30))
+    }
+
+    func download(_ request: DownloadRequest, hiveURL: String, correlationID: String?) async throws(RbeeError) -> DownloadStarted {
+        try await client(correlationID: correlationID).call(
+            .POST, hiveURL + "/v1/models/download", json: try encode(request), timeout: .seconds(60), as: DownloadStarted.self)
+    }
+
+    func removeModel(_ id: String, hiveURL: String, correlationID: String?) async throws(RbeeError) {
+        _ = try await client(correlationID: correlationID).call(.DELETE, hiveURL + "/v1/models/" + id)
+    }
+
+    private func encode(_ value: some Encodable) throws(RbeeError) -> Data {
+        do { return try JSONEncoder().encode(value) } catch { throw RbeeError(.internalError, "cannot encode a request: \(error)") }
+    }
+}

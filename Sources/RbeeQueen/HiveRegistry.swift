@@ -1,0 +1,243 @@
+import Foundation
+import GRDB
+import Logging
+import RbeeAPI
+import Synchronization
+
+/// The hives the queen knows: persisted in SQLite (GRDB) under `$RBEE_HOME/queen`, so a restarted
+/// queen keeps them, and mirrored in memory with what their heartbeats last said.
+///
+/// A hive silent for 3 heartbeat intervals is `unreachable` and gets no new work; its next
+/// heartbeat (or successful probe) makes it `online` again.
+public final class HiveRegistry: Sendable {
+    /// What the queen knows of one hive now.
+    struct Entry: Sendable {
+        var record: HiveRecord
+        var lastHeard: ContinuousClock.Instant
+        var workers: [HiveWorkerInfo] = []
+        var catalog: [ModelInfo] = []
+        /// What the database holds for this hive.
+        var saved: HiveRecord?
+    }
+
+    private let database: DatabasePool
+    private let entries = Mutex<[String: Entry]>([:])
+    private let unreachableAfter: Duration
+    private let logger: Logger
+
+    init(home: String, unreachableAfter: Duration, logger: Logger) throws {
+        self.unreachableAfter = unreachableAfter
+        self.logger = logger
+        let directory = home + "/queen"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/registry.sqlite"
+        do {
+            database = try Self.open(path: path)
+        } catch {
+            // The registry is only a list of hives: a corrupt file is kept for inspection and
+            // hives register again with their next heartbeat.
+            let aside = path + ".corrupt-\(Int(Date().timeIntervalSince1970))"
+            logger.error("hive registry unreadable: moving it aside", metadata: ["path": "\(path)", "aside": "\(aside)", "error": "\(error)"])
+            for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+                try FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
+            }
+            database = try Self.open(path: path)
+        }
+        let rows = try database.read { db in try HiveRow.fetchAll(db) }
+        let now = ContinuousClock.now
+        entries.withLock { entries in
+            for row in rows {
+                // Known hives get one full grace period to be heard from after a restart.
+                entries[row.name] = Entry(record: row.record, lastHeard: now, saved: row.record)
+            }
+        }
+    }
+
+    private static func open(path: String) throws -> DatabasePool {
+        let pool = try DatabasePool(path: path)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: hives") { db in
+            try db.create(table: "hive") { table in
+                table.primaryKey("name", .text)
+                table.column("url", .text).notNull()
+                table.column("source", .text).notNull()
+                table.column("lastSeen", .double)
+                table.column("cpuCores", .integer)
+                table.column("ramAvailableBytes", .integer)
+                table.column("models", .text).notNull()
+                table.column("addedAt", .double).notNull()
+            }
+        }
+        try migrator.migrate(pool)
+        _ = try pool.read { db in try HiveRow.fetchCount(db) }
+        return pool
+    }
+
+    // MARK: Reading
+
+    func list() -> [HiveRecord] {
+        let now = ContinuousClock.now
+        return entries.withLock { entries in
+            entries.values.map { entry in
+                var record = entry.record
+                record.status = now - entry.lastHeard <= unreachableAfter ? .online : .unreachable
+                record.workers = entry.workers.filter { [.starting, .loading, .ready].contains($0.state) }.count
+                return record
+            }.sorted { $0.name < $1.name }
+        }
+    }
+
+    func entry(_ name: String) -> Entry? { entries.withLock { $0[name] } }
+
+    func allEntries() -> [Entry] { entries.withLock { Array($0.values) } }
+
+    /// Hives that get new work.
+    func online() -> [Entry] {
+        let now = ContinuousClock.now
+        return entries.withLock { entries in entries.values.filter { now - $0.lastHeard <= unreachableAfter } }
+            .sorted { $0.record.name < $1.record.name }
+    }
+
+    func isOnline(_ name: String) -> Bool {
+        let now = ContinuousClock.now
+        return entries.withLock { entries in entries[name].map { now - $0.lastHeard <= unreachableAfter } ?? false }
+    }
+
+    var isEmpty: Bool { entries.withLock { $0.isEmpty } }
+
+    // MARK: Changing
+
+    /// `POST /v1/hives`: a new name only (409 `HIVE_EXISTS` otherwise).
+    func add(name: String, url: String, source: String) async throws(RbeeError) {
+        let record = HiveRecord(
+            name: name, url: url, status: .online, lastSeen: Date().timeIntervalSince1970, cpuCores: nil, ramAvailableBytes: nil, models: [],
+            workers: 0, source: source)
+        let inserted = entries.withLock { entries -> Bool in
+            guard entries[name] == nil else { return false }
+            entries[name] = Entry(record: record, lastHeard: .now, saved: record)
+            return true
+        }
+        guard inserted else {
+            throw RbeeError(.hiveExists, "a hive named \(name) is already registered", details: ["name": .string(name)])
+        }
+        do {
+            try await save(record)
+        } catch {
+            entries.withLock { _ = $0.removeValue(forKey: name) }
+            throw error
+        }
+        logger.info("hive added", metadata: ["hive": "\(name)", "url": "\(url)", "source": "\(source)"])
+    }
+
+    @discardableResult
+    func remove(name: String) async throws(RbeeError) -> Bool {
+        guard entries.withLock({ $0.removeValue(forKey: name) }) != nil else { return false }
+        do {
+            _ = try await database.write { db in try HiveRow.deleteOne(db, key: name) }
+        } catch {
+            throw RbeeError(.unavailable, "the hive registry is unavailable: \(error)", retryAfter: 5)
+        }
+        logger.info("hive removed", metadata: ["hive": "\(name)"])
+        return true
+    }
+
+    /// A heartbeat (or a successful probe): registers an unknown hive, refreshes a known one.
+    /// Returns whether the hive was unreachable (or unknown) before.
+    @discardableResult
+    func heard(
+        name: String, url: String, cpuCores: Int?, ramAvailableBytes: Int?, workers: [HiveWorkerInfo], catalog: [ModelInfo]?,
+        models: [String], source: String = "heartbeat"
+    ) async throws(RbeeError) -> Bool {
+        let now = ContinuousClock.now
+        let (record, wasDown, changed) = entries.withLock { entries -> (HiveRecord, Bool, Bool) in
+            var entry =
+                entries[name]
+                ?? Entry(
+                    record: HiveRecord(
+                        name: name, url: url, status: .online, lastSeen: nil, cpuCores: nil, ramAvailableBytes: nil, models: [], workers: 0,
+                        source: source), lastHeard: now)
+            let wasDown = entries[name] == nil || now - entry.lastHeard > unreachableAfter
+            entry.lastHeard = now
+            entry.record.url = url
+            if source != "heartbeat" { entry.record.source = source }
+            entry.record.cpuCores = cpuCores ?? entry.record.cpuCores
+            entry.record.ramAvailableBytes = ramAvailableBytes ?? entry.record.ramAvailableBytes
+            entry.record.models = models
+            entry.record.lastSeen = Date().timeIntervalSince1970
+            entry.workers = workers
+            if let catalog { entry.catalog = catalog }
+            entries[name] = entry
+            // The database keeps what matters after a restart; last_seen is written when the
+            // hive comes back or every minute, not on every beat.
+            let saved = entry.saved
+            let changed =
+                wasDown || saved == nil || saved?.url != url || saved?.models != models || saved?.source != entry.record.source
+                || saved?.cpuCores != entry.record.cpuCores || (saved?.lastSeen ?? 0) + 60 < entry.record.lastSeen!
+            if changed { entry.saved = entry.record }
+            entries[name] = entry
+            return (entry.record, wasDown, changed)
+        }
+        if changed { try await save(record) }
+        if wasDown { logger.info("hive online", metadata: ["hive": "\(name)", "url": "\(url)"]) }
+        return wasDown
+    }
+
+    /// A fresher catalog than the last heartbeat's (after a spawn or a pull); kept in memory until
+    /// the next heartbeat persists it.
+    func updateCatalog(_ name: String, _ catalog: [ModelInfo]) {
+        entries.withLock { entries in
+            entries[name]?.catalog = catalog
+            entries[name]?.record.models = catalog.map(\.id)
+        }
+    }
+
+    /// Names of hives that just went silent for too long (each reported once).
+    func sweep(reported: inout Set<String>) -> [String] {
+        let now = ContinuousClock.now
+        let silent = entries.withLock { entries in
+            entries.values.filter { now - $0.lastHeard > unreachableAfter }.map(\.record.name)
+        }
+        let newly = silent.filter { !reported.contains($0) }
+        reported = Set(silent)
+        for name in newly { logger.warning("hive unreachable", metadata: ["hive": "\(name)", "silent_for": "\(unreachableAfter)"]) }
+        return newly
+    }
+
+    private func save(_ record: HiveRecord) async throws(RbeeError) {
+        do {
+            try await database.write { db in try HiveRow(record).save(db) }
+        } catch {
+            throw RbeeError(.unavailable, "the hive registry is unavailable: \(error)", retryAfter: 5)
+        }
+    }
+}
+
+/// The registry's row; `HiveRecord` is the wire form.
+struct HiveRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "hive"
+    var name: String
+    var url: String
+    var source: String
+    var lastSeen: Double?
+    var cpuCores: Int?
+    var ramAvailableBytes: Int?
+    var models: String
+    var addedAt: Double
+
+    init(_ record: HiveRecord) {
+        name = record.name
+        url = record.url
+        source = record.source
+        lastSeen = record.lastSeen
+        cpuCores = record.cpuCores
+        ramAvailableBytes = record.ramAvailableBytes
+        models = String(decoding: (try? JSONEncoder().encode(record.models)) ?? Data("[]".utf8), as: UTF8.self)
+        addedAt = Date().timeIntervalSince1970
+    }
+
+    var record: HiveRecord {
+        HiveRecord(
+            name: name, url: url, status: .unreachable, lastSeen: lastSeen, cpuCores: cpuCores, ramAvailableBytes: ramAvailableBytes,
+            models: (try? JSONDecoder().decode([String].self, from: Data(models.utf8))) ?? [], workers: 0, source: source)
+    }
+}

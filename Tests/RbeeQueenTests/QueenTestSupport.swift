@@ -1,0 +1,303 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOHTTP1
+import RbeeAPI
+import RbeeHTTP
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real default model (see `scripts/fetch-model.sh`); RBEE_TEST_MODEL overrides it.
+let modelPath: String = ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"]
+    ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
+let modelID = "gemma-3-270m-q4_k_m"
+/// The model as a Hugging Face reference, served by a local file server in the cold-start test.
+let modelRef = "hf:google/gemma-3-270m:gemma-3-270m-q4_k_m.gguf"
+
+let http: HTTPClient = {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}()
+
+func temporaryHome() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rbee-queen-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// An executable of this package, in the build directory the tests were built into.
+func binary(named name: String) -> String {
+    var directory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = directory.appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    return name
+}
+
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A program of this package (or any executable) running as a real child process, its output in
+/// a log file under its home.
+final class Daemon: Sendable {
+    let process: Process
+    let url: String
+    let log: String
+
+    init(_ executable: String, _ arguments: [String], url: String, log: String, environment: [String: String] = [:]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        self.url = url
+        self.log = log
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    /// Waits until `GET /health` answers.
+    func waitHealthy(timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if !process.isRunning { throw DaemonError("\(url) exited: \(tail())") }
+            if let response = try? await http.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(1)),
+                response.status == .ok
+            {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DaemonError("\(url) did not become healthy: \(tail())")
+    }
+
+    func signal(_ signal: Int32) { kill(pid, signal) }
+
+    /// SIGTERM, then SIGKILL after `grace`; true when it ended within the grace.
+    @discardableResult
+    func stop(grace: Duration = .seconds(20)) async -> Bool {
+        guard process.isRunning else { return true }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+            return false
+        }
+        return true
+    }
+
+    func tail() -> String {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return String(text.suffix(3000))
+    }
+}
+
+struct DaemonError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A queen and hives as separate processes, each hive with its own RBEE_HOME, standing in for
+/// machines of a network.
+struct Cluster {
+    let queen: Daemon
+    let queenHome: String
+    var hives: [String: Daemon]
+    var hiveHomes: [String: String]
+    let heartbeatSecs: Double
+
+    /// `hives`: name → extra arguments and environment of that hive.
+    static func start(
+        hives specs: [(name: String, arguments: [String], environment: [String: String])], queenArguments: [String] = [],
+        heartbeatSecs: Double = 1, queenHome: String? = nil
+    ) async throws -> Cluster {
+        let queenHome = try queenHome ?? temporaryHome()
+        let queenPort = freePort()
+        let queenURL = "http://127.0.0.1:\(queenPort)"
+        let queen = try Daemon(
+            binary(named: "queen-rbee"),
+            ["--port", "\(queenPort)", "--home", queenHome, "--hive-heartbeat-secs", "\(heartbeatSecs)", "--keep-alive-secs", "1", "--no-local-hive"]
+                + queenArguments, url: queenURL, log: queenHome + "/queen-\(queenPort).log")
+        try await queen.waitHealthy()
+        var cluster = Cluster(queen: queen, queenHome: queenHome, hives: [:], hiveHomes: [:], heartbeatSecs: heartbeatSecs)
+        for spec in specs {
+            let home = try temporaryHome()
+            let port = freePort()
+            let hive = try Daemon(
+                binary(named: "rbee-hive"),
+                [
+                    "serve", "--port", "\(port)", "--home", home, "--name", spec.name, "--queen-url", queenURL, "--heartbeat-secs", "\(heartbeatSecs)",
+                    "--worker-binary", binary(named: "llm-worker-rbee"),
+                ] + spec.arguments, url: "http://127.0.0.1:\(port)", log: home + "/hive.log", environment: spec.environment)
+            try await hive.waitHealthy()
+            cluster.hives[spec.name] = hive
+            cluster.hiveHomes[spec.name] = home
+        }
+        // Registered once each hive's first heartbeat has arrived.
+        let names = Set(specs.map(\.name))
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
+            let online = Set(try await cluster.hiveList().filter { $0.status == .online }.map(\.name))
+            if names.isSubset(of: online) { return cluster }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DaemonError("hives did not register: \(queen.tail())")
+    }
+
+    func stop() async {
+        await queen.stop()
+        for hive in hives.values { await hive.stop() }
+    }
+
+    func hiveList() async throws -> [HiveRecord] {
+        struct List: Decodable { var hives: [HiveRecord] }
+        return try await get(queen.url + "/v1/hives", as: List.self).hives
+    }
+
+    func workers() async throws -> [ClusterWorker] {
+        struct List: Decodable { var workers: [ClusterWorker] }
+        return try await get(queen.url + "/v1/workers", as: List.self).workers
+    }
+}
+
+func get<T: Decodable>(_ url: String, as type: T.Type) async throws -> T {
+    let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+    let body = try await response.body.collect(upTo: 8 << 20)
+    return try JSONDecoder().decode(T.self, from: Data(buffer: body))
+}
+
+func post(_ url: String, json: String) async throws -> (HTTPClientResponse, Data) {
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.headers.add(name: "Content-Type", value: "application/json")
+    request.body = .bytes(ByteBuffer(string: json))
+    let response = try await http.execute(request, timeout: .seconds(60))
+    return (response, Data(buffer: try await response.body.collect(upTo: 8 << 20)))
+}
+
+/// A task stream read to its end, each event with its arrival time.
+struct TaskTranscript: Sendable {
+    var status: Int
+    var headers: HTTPHeaders
+    var sentAt: ContinuousClock.Instant
+    var events: [(event: TaskEvent, at: ContinuousClock.Instant)] = []
+    var comments: [String] = []
+    var done = false
+    var body = Data()
+
+    var terminal: TaskEvent? { events.last(where: { $0.event.isTerminal })?.event }
+    var text: String {
+        events.compactMap { if case .token(let text, _) = $0.event { text } else { nil } }.joined()
+    }
+    var tokenCount: Int { events.filter { if case .token = $0.event { true } else { false } }.count }
+    var firstTokenAfter: Duration? {
+        events.first { if case .token = $0.event { true } else { false } }.map { $0.at - sentAt }
+    }
+    /// One terminal event, last, followed by `[DONE]`.
+    var endsProperly: Bool {
+        done && events.filter(\.event.isTerminal).count == 1 && events.last?.event.isTerminal == true
+    }
+    var stages: [String] {
+        var stages: [String] = []
+        for (event, _) in events {
+            let stage: String =
+                switch event {
+                case .queued: "queued"
+                case .downloading: "downloading"
+                case .loading: "loading"
+                case .started: "started"
+                case .token: "token"
+                case .end: "end"
+                case .error: "error"
+                }
+            if stages.last != stage { stages.append(stage) }
+        }
+        return stages
+    }
+}
+
+/// Posts a native task and reads the stream to its end; `onEvent` may act mid-stream.
+func runTask(
+    _ queenURL: String, json: String, timeout: Duration = .seconds(120), onEvent: @Sendable (TaskEvent) async -> Void = { _ in }
+) async throws -> TaskTranscript {
+    var request = HTTPClientRequest(url: queenURL + "/v2/tasks")
+    request.method = .POST
+    request.headers.add(name: "Content-Type", value: "application/json")
+    request.body = .bytes(ByteBuffer(string: json))
+    let sentAt = ContinuousClock.now
+    let response = try await http.execute(request, timeout: .seconds(30))
+    var transcript = TaskTranscript(status: Int(response.status.code), headers: response.headers, sentAt: sentAt)
+    guard response.status == .ok else {
+        transcript.body = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+        return transcript
+    }
+    var reader = EventStreamReader(response: response)
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline, let message = try await reader.next() {
+        switch message {
+        case .comment(let text): transcript.comments.append(text)
+        case .data("[DONE]"): transcript.done = true
+        case .data(let json):
+            let event = try JSONDecoder().decode(TaskEvent.self, from: Data(json.utf8))
+            transcript.events.append((event, .now))
+            await onEvent(event)
+        }
+    }
+    return transcript
+}
+
+func taskJSON(_ model: String, prompt: String = "The capital of France is", maxTokens: Int = 8, extra: String = "") -> String {
+    "{\"model\":\"\(model)\",\"prompt\":\"\(prompt)\",\"max_tokens\":\(maxTokens),\"seed\":7,\"temperature\":0\(extra.isEmpty ? "" : "," + extra)}"
+}
+
+/// Serves a directory over HTTP with a real child process (`python3 -m http.server`), laid out as
+/// a Hugging Face endpoint serves files.
+func startModelFileServer() async throws -> Daemon {
+    let root = try temporaryHome()
+    let directory = root + "/google/gemma-3-270m/resolve/main"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    try FileManager.default.createSymbolicLink(atPath: directory + "/gemma-3-270m-q4_k_m.gguf", withDestinationPath: modelPath)
+    let port = freePort()
+    let server = try Daemon(
+        "/usr/bin/env", ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", root], url: "http://127.0.0.1:\(port)",
+        log: root + "/server.log")
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        if (try? await http.execute(HTTPClientRequest(url: server.url + "/"), timeout: .seconds(1))) != nil { return server }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw DaemonError("file server did not start: \(server.tail())")
+}
+
+/// Processes whose command line contains `marker` (to prove nothing was left behind).
+func processes(containing marker: String) -> [String] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { pid -> String? in
+        guard Int(pid) != nil, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        let command = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        return command.contains(marker) ? "\(pid): \(command)" : nil
+    }
+}

@@ -1,0 +1,47 @@
+"""The official OpenAI Python client against a running queen (acceptance 1 of the queen issue).
+
+Usage: openai_client_check.py BASE_URL MODEL_REF MODEL_ID
+"""
+import sys
+
+import openai
+
+base_url, model_ref, model_id = sys.argv[1:4]
+client = openai.OpenAI(base_url=base_url, api_key="unused-without-a-token", timeout=300, max_retries=0)
+
+# Streaming chat; the first request also brings the model up (the stream carries progress comments).
+chunks = list(client.chat.completions.create(
+    model=model_ref, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=12, seed=1, temperature=0, stream=True))
+text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+usage = chunks[-1].usage
+assert text.strip(), f"no text in {len(chunks)} chunks"
+assert finish in (["length"], ["stop"]), finish
+assert usage is not None and usage.completion_tokens >= 1 and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens, usage
+print(f"stream: {len(chunks)} chunks, finish_reason={finish[0]}, usage={usage.prompt_tokens}+{usage.completion_tokens}, text={text!r}")
+
+# Not streaming, by catalog id.
+reply = client.chat.completions.create(
+    model=model_id, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=12, seed=1, temperature=0)
+assert reply.choices[0].message.content == text, (reply.choices[0].message.content, text)
+assert reply.usage.completion_tokens == usage.completion_tokens
+print(f"non-streaming: same text, finish_reason={reply.choices[0].finish_reason}")
+
+# Text completions.
+completion = client.completions.create(model=model_id, prompt="The sky is", max_tokens=5, temperature=0)
+assert completion.choices[0].text and completion.choices[0].finish_reason in ("length", "stop")
+print(f"completion: {completion.choices[0].text!r}")
+
+# The model list.
+ids = [m.id for m in client.models.list()]
+assert model_id in ids, ids
+print(f"models: {ids}")
+
+# An unknown model is a 404 in OpenAI's shape.
+try:
+    client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("an unknown model must fail")
+except openai.NotFoundError as error:
+    assert error.code == "model_not_found", error.code
+    print("unknown model: 404 model_not_found")
+print("openai client check passed")
