@@ -2,7 +2,7 @@
 /// `queued` → `downloading`* → `loading`* → `started` → `token`* → `end` | `error`, then `[DONE]`.
 /// A warm model skips `downloading` and `loading`.
 public enum TaskEvent: Sendable, Equatable {
-    /// Requests ahead of this one in the queen's queue (0: it goes straight to a worker).
+    /// Place in the queen's queue, 1 being next (0: it goes straight to a worker).
     case queued(position: Int)
     case downloading(hive: String, model: String, bytesDownloaded: Int, bytesTotal: Int?, speedMBps: Double, etaS: Double?)
     case loading(hive: String, workerID: String, layersLoaded: Int, layersTotal: Int)

@@ -15,7 +15,7 @@ public struct RbeeClient: Sendable {
     public var unreachableCode: ErrorCode
 
     public init(
-        http: HTTPClient = .shared, token: String?, correlationID: String? = nil, deadline: String? = nil,
+        http: HTTPClient = .rbee, token: String?, correlationID: String? = nil, deadline: String? = nil,
         unreachableCode: ErrorCode = .unavailable
     ) {
         self.http = http
@@ -138,4 +138,18 @@ public struct EventStreamReader {
         defer { readyIndex += 1 }
         return ready[readyIndex]
     }
+}
+
+extension HTTPClient {
+    /// The client rbee's programs call each other with. Unlike `.shared`, a refused connection
+    /// fails the request at once (the shared pool retries until the request's deadline, which
+    /// for a download or a stream is long): callers have their own retries and must see a dead
+    /// peer quickly. Room for a connection per relayed stream.
+    public static let rbee: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(5)
+        return HTTPClient(eventLoopGroup: .singletonMultiThreadedEventLoopGroup, configuration: configuration)
+    }()
 }

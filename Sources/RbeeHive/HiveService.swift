@@ -97,6 +97,6 @@ struct WatchWorkers: Service {
     let supervisor: WorkerSupervisor
 
     func run() async throws {
-        await cancelWhenGracefulShutdown { [supervisor] in await supervisor.watch(client: .shared) }
+        await cancelWhenGracefulShutdown { [supervisor] in await supervisor.watch(client: .rbee) }
     }
 }

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import RbeeAPI
+import RbeeHTTP
 
 /// Turns a model reference into a catalogued file: a cache hit, an imported local file, or a
 /// download followed through the tracker.
@@ -15,7 +16,7 @@ public final class ModelProvisioner: Sendable {
     private let logger: Logger
 
     public init(
-        catalog: ModelCatalog, settings: DownloadSettings, extraModelDirectories: [String] = [], client: HTTPClient = .shared,
+        catalog: ModelCatalog, settings: DownloadSettings, extraModelDirectories: [String] = [], client: HTTPClient = .rbee,
         logger: Logger, onBytes: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.catalog = catalog

@@ -25,7 +25,7 @@ public final class QueenService: Sendable {
     public init(configuration: QueenConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        http = Self.client
+        http = .rbee
         registry = try HiveRegistry(home: configuration.home, unreachableAfter: configuration.unreachableAfter, logger: logger)
         hives = HiveClient(http: http, token: configuration.token?.value)
         scheduler = Scheduler(
@@ -45,15 +45,6 @@ public final class QueenService: Sendable {
             scheduler: scheduler, registry: registry, hives: hives, http: http, token: configuration.token?.value,
             keepAliveInterval: configuration.keepAliveInterval, stallTimeout: configuration.stallTimeout, metrics: metrics, logger: logger)
     }
-
-    /// One client for the process, like `HTTPClient.shared` but with room for a connection per
-    /// relayed stream (each holds one to its worker for its whole life).
-    static let client: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
-        configuration.timeout.connect = .seconds(5)
-        return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
-    }()
 
     /// The port the server listens on, once it does.
     public func port() async -> Int {

@@ -57,7 +57,8 @@ struct QueenCommand: AsyncParsableCommand {
     func run() async throws {
         RbeeLogging.bootstrap(format: logFormat, level: logLevel)
         signal(SIGPIPE, SIG_IGN)
-        if exitWithParent { _ = rbee_set_parent_death_signal(SIGTERM) }
+        // Started by `rbee infer`: end with it. Started by `rbee queen start`: outlive the terminal.
+        if exitWithParent { _ = rbee_set_parent_death_signal(SIGTERM) } else { signal(SIGHUP, SIG_IGN) }
         let logger = Logger(label: "queen-rbee")
         let environment = ProcessInfo.processInfo.environment
         func seconds(_ flag: Double?, _ variable: String) -> Duration? {
