@@ -24,6 +24,7 @@ let package = Package(
         .executable(name: "llm-worker-rbee", targets: ["llm-worker-rbee"]),
         .executable(name: "rbee-hive", targets: ["rbee-hive"]),
         .executable(name: "queen-rbee", targets: ["queen-rbee"]),
+        .executable(name: "rbee", targets: ["rbee"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -163,6 +164,28 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The CLI: commands, progress display, starting and stopping a local queen.
+        .target(
+            name: "RbeeKeeper",
+            dependencies: [
+                "RbeeAPI", "RbeeHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(name: "rbee", dependencies: ["RbeeKeeper"]),
+        // Test helpers: programs of this package as real child processes. Not in any product.
+        .target(
+            name: "RbeeTestSupport",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "RbeeAPITests", dependencies: ["RbeeAPI"]),
         .testTarget(name: "RbeeGGUFTests", dependencies: ["RbeeGGUF"]),
         .testTarget(name: "RbeeInferenceTests", dependencies: ["RbeeInference"], swiftSettings: llamaSwiftSettings),
@@ -193,13 +216,22 @@ let package = Package(
         .testTarget(
             name: "RbeeQueenTests",
             dependencies: [
-                "RbeeQueen", "RbeeHive", "RbeeWorker", "RbeeInference", "RbeeAPI", "RbeeHTTP",
+                "RbeeQueen", "RbeeHive", "RbeeWorker", "RbeeInference", "RbeeAPI", "RbeeHTTP", "RbeeTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
             swiftSettings: llamaSwiftSettings
+        ),
+        .testTarget(
+            name: "RbeeKeeperTests",
+            dependencies: [
+                "RbeeKeeper", "RbeeAPI", "RbeeTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
         ),
     ]
 )

@@ -12,3 +12,5 @@ swift build --build-tests
 swift test --skip-build --no-parallel
 # The queen's OpenAI routes through the official openai Python client.
 scripts/openai-check.sh
+# The CLI's progress bars as a terminal shows them (tmux capture-pane).
+scripts/tmux-progress-check.sh

@@ -4,6 +4,7 @@ import RbeeHive
 import RbeeInference
 import RbeeQueen
 import RbeeWorker
+import RbeeTestSupport
 import Testing
 
 /// `docs/openapi.yaml` lists every route the worker, the hive and the queen register, and nothing else.

@@ -6,6 +6,7 @@ import NIOHTTP1
 import RbeeAPI
 import RbeeHTTP
 import Synchronization
+import RbeeTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -24,101 +25,6 @@ let http: HTTPClient = {
     configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }()
-
-func temporaryHome() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rbee-queen-test-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
-
-/// An executable of this package, in the build directory the tests were built into.
-func binary(named name: String) -> String {
-    var directory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
-    for _ in 0..<3 {
-        let candidate = directory.appendingPathComponent(name).path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory.deleteLastPathComponent()
-    }
-    return name
-}
-
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-/// A program of this package (or any executable) running as a real child process, its output in
-/// a log file under its home.
-final class Daemon: Sendable {
-    let process: Process
-    let url: String
-    let log: String
-
-    init(_ executable: String, _ arguments: [String], url: String, log: String, environment: [String: String] = [:]) throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        self.url = url
-        self.log = log
-        try process.run()
-    }
-
-    var pid: Int32 { process.processIdentifier }
-
-    /// Waits until `GET /health` answers.
-    func waitHealthy(timeout: Duration = .seconds(30)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if !process.isRunning { throw DaemonError("\(url) exited: \(tail())") }
-            if let response = try? await http.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(1)),
-                response.status == .ok
-            {
-                return
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw DaemonError("\(url) did not become healthy: \(tail())")
-    }
-
-    func signal(_ signal: Int32) { kill(pid, signal) }
-
-    /// SIGTERM, then SIGKILL after `grace`; true when it ended within the grace.
-    @discardableResult
-    func stop(grace: Duration = .seconds(20)) async -> Bool {
-        guard process.isRunning else { return true }
-        kill(pid, SIGTERM)
-        let deadline = ContinuousClock.now + grace
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
-        if process.isRunning {
-            kill(pid, SIGKILL)
-            process.waitUntilExit()
-            return false
-        }
-        return true
-    }
-
-    func tail() -> String {
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        return String(text.suffix(3000))
-    }
-}
-
-struct DaemonError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
 
 /// A queen and hives as separate processes, each hive with its own RBEE_HOME, standing in for
 /// machines of a network.
@@ -292,12 +198,3 @@ func startModelFileServer() async throws -> Daemon {
     throw DaemonError("file server did not start: \(server.tail())")
 }
 
-/// Processes whose command line contains `marker` (to prove nothing was left behind).
-func processes(containing marker: String) -> [String] {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { pid -> String? in
-        guard Int(pid) != nil, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
-        let command = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        return command.contains(marker) ? "\(pid): \(command)" : nil
-    }
-}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import RbeeAPI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rbee chat`: an interactive conversation that keeps its history.
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Chat with a model; the conversation is kept until you leave with /bye.",
+        discussion: """
+            Each line you type is a user message; the reply streams back. Ctrl-C stops a reply; /bye (or
+            end of input) leaves.
+            Examples:
+              rbee chat
+              rbee chat -m gemma-3-270m-q4_k_m --temperature 0.3
+            """)
+
+    @OptionGroup var queen: QueenOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Option(help: "A system message to start the conversation with.") var system: String?
+    @Flag(name: .customLong("no-start"), help: "Never start a queen; fail when none answers.") var noStart = false
+
+    func run() async throws {
+        let status = StatusLine()
+        let session = try await Session.open(queen.connection, autoStart: !noStart, model: sampling.resolvedModel, status: status)
+        let printer = TaskPrinter(connection: session.connection, status: status)
+        let interrupts = Interrupts { Task { await printer.cancel() } }
+        _ = interrupts
+        var messages: [JSONValue] = []
+        if let system { messages.append(.object(["role": "system", "content": .string(system)])) }
+        let interactive = isatty(STDIN_FILENO) == 1
+        var failure: RbeeError?
+        if interactive { status.write("chatting with \(sampling.resolvedModel); /bye to leave\n") }
+        while true {
+            if interactive { status.write(">>> ") }
+            guard let line = readLine() else { break }
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if text == "/bye" { break }
+            if text.isEmpty { continue }
+            messages.append(.object(["role": "user", "content": .string(text)]))
+            do {
+                let outcome = try await printer.run(sampling.body(prompt: .array(messages), key: "messages"), showStats: false)
+                FileHandle.standardOutput.write(Data("\n".utf8))
+                messages.append(.object(["role": "assistant", "content": .string(outcome.text)]))
+            } catch {
+                failure = error
+                break
+            }
+        }
+        await session.close()
+        if let failure { throw failure }
+    }
+}

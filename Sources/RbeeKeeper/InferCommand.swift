@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import RbeeAPI
+
+/// Sampling flags shared by `infer` and `chat`.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: [.short, .customLong("model")], help: "Catalog id or model reference (hf:ORG/REPO:FILE.gguf, https://…, file:/…) [RBEE_MODEL, the default Gemma 3 270M].")
+    var model: String?
+    @Option(help: "Run on this hive only.") var hive: String?
+    @Option(name: .customLong("max-tokens"), help: "Most tokens to generate (1-32768).") var maxTokens: Int = 256
+    @Option(help: "0 (greedy) to 2.") var temperature: Double?
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling, 0-1.") var topP: Double?
+    @Option(name: .customLong("top-k"), help: "Keep the k likeliest tokens.") var topK: Int?
+    @Option(help: "Fixed seed for reproducible output.") var seed: Int?
+    @Option(help: "Stop at this text (repeatable, up to 4).") var stop: [String] = []
+    @Flag(name: .customLong("ignore-eos"), help: "Generate exactly --max-tokens tokens (for benchmarks).") var ignoreEOS = false
+
+    func validate() throws {
+        if !(1...32768).contains(maxTokens) { throw ValidationError("--max-tokens must be 1…32768") }
+        if let temperature, !(0...2).contains(temperature) { throw ValidationError("--temperature must be 0…2") }
+        if let topP, !(0...1).contains(topP) { throw ValidationError("--top-p must be 0…1") }
+        if stop.count > 4 { throw ValidationError("at most 4 --stop strings") }
+    }
+
+    var resolvedModel: String { model ?? Session.defaultModel }
+
+    func body(prompt: JSONValue, key: String) -> JSONValue {
+        var body: [String: JSONValue] = ["model": .string(resolvedModel), key: prompt, "max_tokens": .number(Double(maxTokens))]
+        if let hive { body["hive"] = .string(hive) }
+        if let temperature { body["temperature"] = .number(temperature) }
+        if let topP { body["top_p"] = .number(topP) }
+        if let topK { body["top_k"] = .number(Double(topK)) }
+        if let seed { body["seed"] = .number(Double(seed)) }
+        if !stop.isEmpty { body["stop"] = .array(stop.map { .string($0) }) }
+        if ignoreEOS { body["ignore_eos"] = .bool(true) }
+        return .object(body)
+    }
+}
+
+/// `rbee infer`: one prompt, tokens streamed to stdout.
+struct InferCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Generate from one prompt; tokens go to stdout as they arrive.",
+        discussion: """
+            Starts a local queen and hive when none answers (and stops them afterwards), shows download
+            and loading progress on stderr, and ends with tokens/s and time to first token. Ctrl-C cancels
+            the request on the worker and exits 130.
+            Examples:
+              rbee infer "Write a haiku about bees"
+              rbee infer -m gemma-3-270m-q4_k_m --max-tokens 32 --temperature 0 "Hello"
+              rbee infer --hive gpu-box -m hf:ORG/REPO:model.gguf "Hello"
+            """)
+
+    @OptionGroup var queen: QueenOptions
+    @OptionGroup var sampling: SamplingOptions
+    @Flag(name: .customLong("no-start"), help: "Never start a queen; fail when none answers.") var noStart = false
+    @Argument(help: "The prompt.") var prompt: String
+
+    func validate() throws {
+        if prompt.isEmpty { throw ValidationError("the prompt must not be empty") }
+    }
+
+    func run() async throws {
+        let status = StatusLine()
+        let session = try await Session.open(queen.connection, autoStart: !noStart, model: sampling.resolvedModel, status: status)
+        let printer = TaskPrinter(connection: session.connection, status: status)
+        let interrupts = Interrupts { Task { await printer.cancel() } }
+        let result: Result<TaskPrinter.Outcome, RbeeError>
+        do {
+            result = .success(try await printer.run(sampling.body(prompt: .string(prompt), key: "prompt")))
+        } catch {
+            result = .failure(error)
+        }
+        await session.close()
+        if interrupts.interrupted { throw ExitCode(130) }
+        if case .failure(let error) = result { throw error }
+    }
+}

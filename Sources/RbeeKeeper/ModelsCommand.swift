@@ -1,0 +1,126 @@
+import ArgumentParser
+import Foundation
+import RbeeAPI
+import RbeeHTTP
+
+/// `rbee models`: the models of every hive.
+struct ModelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "models", abstract: "Pull, list and remove models across the cluster.", subcommands: [Pull.self, List.self, Remove.self])
+
+    /// A model as the queen's `GET /v1/models` lists it.
+    struct Entry: Codable, Sendable {
+        var id: String
+        var sizeBytes: Int?
+        var quantization: String?
+        var hives: [String]
+        var loaded: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case id, quantization, hives, loaded
+            case sizeBytes = "size_bytes"
+        }
+    }
+
+    struct Pull: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Download a model onto a hive, with a progress bar.",
+            discussion: """
+                Examples:
+                  rbee models pull hf:unsloth/gemma-3-270m-it-GGUF:gemma-3-270m-it-Q4_K_M.gguf
+                  rbee models pull --hive gpu-box https://example.com/model.gguf
+                """)
+        @OptionGroup var queen: QueenOptions
+        @Option(help: "The hive to download onto (default: the best one).") var hive: String?
+        @Argument(help: "Model reference: hf:ORG/REPO[@REV]:FILE.gguf, https://…, file:/….") var model: String
+
+        func run() async throws {
+            let status = StatusLine()
+            let session = try await Session.open(queen.connection, autoStart: true, model: model, status: status)
+            let result: Result<String, RbeeError>
+            do { result = .success(try await pull(session.connection, status: status)) } catch { result = .failure(error) }
+            await session.close()
+            status.write(try result.get() + "\n")
+        }
+
+        func pull(_ connection: QueenConnection, status: StatusLine) async throws(RbeeError) -> String {
+            let body = try? JSONEncoder().encode(PullRequest(model: model, hive: hive))
+            var reader: EventStreamReader
+            do {
+                reader = try await connection.client.stream(.POST, connection.url + "/v1/models/pull", json: body, timeout: .seconds(60))
+            } catch {
+                throw connection.explained(error)
+            }
+            do {
+                while let message = try await reader.next() {
+                    guard case .data(let json) = message, json != "[DONE]",
+                        let event = try? JSONDecoder().decode(PullEvent.self, from: Data(json.utf8))
+                    else { continue }
+                    switch event.progress {
+                    case .downloading(let bytes, let total, let speed, let eta):
+                        var line = "pulling \(event.model) on \(event.hive) "
+                        if let total, total > 0 {
+                            line += StatusLine.bar(Double(bytes) / Double(total)) + " \(Int(Double(bytes) * 100 / Double(total)))% "
+                            line += StatusLine.megabytes(bytes) + " / " + StatusLine.megabytes(total)
+                        } else {
+                            line += StatusLine.megabytes(bytes)
+                        }
+                        line += String(format: "  %.1f MB/s", speed)
+                        if let eta { line += "  ETA \(TaskPrinter.duration(eta))" }
+                        status.show(line)
+                    case .complete(_, _, let size):
+                        status.clear()
+                        return "\(event.model) is on \(event.hive)" + (size > 0 ? " (\(StatusLine.megabytes(size)))" : " (already there)")
+                    case .failed(let code, let message):
+                        status.clear()
+                        throw RbeeError(ErrorCode(rawValue: code) ?? .downloadFailed, message)
+                    }
+                }
+            } catch let error as RbeeError {
+                throw error
+            } catch {
+                status.clear()
+                throw RbeeError(.unavailable, "the connection to the queen broke: \(error)")
+            }
+            throw RbeeError(.downloadFailed, "the pull ended without a result")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "Every model of every hive: id, size, quantization, hives, loaded.",
+            discussion: "Example:\n  rbee models list --json")
+        @OptionGroup var queen: QueenOptions
+        @OptionGroup var list: ListOptions
+
+        func run() async throws {
+            struct Answer: Decodable { var data: [Entry] }
+            let models = try await queen.connection.call(.GET, "/v1/models", as: Answer.self).data
+            if list.json { return try printJSON(models) }
+            var table = Table(header: ["ID", "SIZE", "QUANT", "HIVES", "LOADED"])
+            for model in models {
+                table.rows.append([model.id, Table.size(model.sizeBytes), model.quantization ?? "-", model.hives.joined(separator: ","), model.loaded ? "yes" : "no"])
+            }
+            table.print()
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rm", abstract: "Remove a model from every hive that has it (or one hive).",
+            discussion: "Example:\n  rbee models rm gemma-3-270m-q4_k_m --hive gpu-box")
+        @OptionGroup var queen: QueenOptions
+        @Option(help: "Only from this hive.") var hive: String?
+        @Argument(help: "The model's catalog id (see rbee models list).") var id: String
+
+        func validate() throws {
+            if !Validation.isValidID(id) { throw ValidationError("a model id is [A-Za-z0-9._-]{1,64}") }
+            if let hive, !Validation.isValidID(hive) { throw ValidationError("--hive must be a hive name") }
+        }
+
+        func run() async throws {
+            try await queen.connection.call(.DELETE, "/v1/models/\(id)" + (hive.map { "?hive=\($0)" } ?? ""))
+            FileHandle.standardError.write(Data("removed \(id)\n".utf8))
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import NIOHTTP1
+import RbeeAPI
+import RbeeHTTP
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the queen is, and how to reach it: `RBEE_QUEEN_URL` (default `http://127.0.0.1:7833`),
+/// `RBEE_API_TOKEN`, `RBEE_HOME`.
+public struct QueenConnection: Sendable {
+    public static let defaultURL = "http://127.0.0.1:7833"
+
+    public var url: String
+    public var token: String?
+    public var home: String
+
+    public init(url: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        var url = url ?? environment["RBEE_QUEEN_URL"] ?? Self.defaultURL
+        while url.hasSuffix("/") { url.removeLast() }
+        self.url = url
+        self.token = environment["RBEE_API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        self.home = environment["RBEE_HOME"] ?? NSHomeDirectory() + "/.rbee"
+    }
+
+    var client: RbeeClient { RbeeClient(token: token, unreachableCode: .unavailable) }
+
+    /// Whether a queen answers `/health` now.
+    public func health(timeout: Duration = .seconds(2)) async -> QueenHealth? {
+        try? await client.call(.GET, url + "/health", timeout: timeout, as: QueenHealth.self)
+    }
+
+    /// A queen on this machine can be started; one elsewhere cannot.
+    var isLocal: Bool {
+        let host = URL(string: url)?.host ?? ""
+        return host == "127.0.0.1" || host == "localhost" || host == "::1"
+    }
+
+    var port: Int { URL(string: url)?.port ?? 7833 }
+
+    /// Answers `call`, turning an unreachable queen into one clear sentence.
+    func call<T: Decodable>(_ method: HTTPMethod, _ path: String, json: Data? = nil, as type: T.Type) async throws(RbeeError) -> T {
+        do {
+            return try await client.call(method, url + path, json: json, timeout: .seconds(30), as: type)
+        } catch {
+            throw explained(error)
+        }
+    }
+
+    func call(_ method: HTTPMethod, _ path: String, json: Data? = nil) async throws(RbeeError) {
+        do {
+            _ = try await client.call(method, url + path, json: json, timeout: .seconds(60))
+        } catch {
+            throw explained(error)
+        }
+    }
+
+    func explained(_ error: RbeeError) -> RbeeError {
+        guard error.code == .unavailable, error.status == nil else { return error }
+        return RbeeError(.unavailable, "no queen answers at \(url) (start one with `rbee queen start`, or set RBEE_QUEEN_URL)")
+    }
+}
+
+/// A `queen-rbee` this command started; `stop()` ends it (it stops the hive it started, which
+/// stops its workers).
+public final class StartedQueen: Sendable {
+    let box: ProcessBox
+    let url: String
+
+    init(box: ProcessBox, url: String) {
+        self.box = box
+        self.url = url
+    }
+
+    /// Starts `queen-rbee` (next to this executable) for `connection` and waits for its health
+    /// with a status line on stderr. `private`: a fresh local hive on a free port that ends with
+    /// this process; otherwise the queen is left running for others.
+    static func start(_ connection: QueenConnection, private isPrivate: Bool, modelDirectories: [String], status: StatusLine) async throws(RbeeError)
+        -> StartedQueen
+    {
+        let binary = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("queen-rbee").path
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw RbeeError(.unavailable, "no queen answers at \(connection.url), and \(binary) is not there to start one")
+        }
+        let logDirectory = connection.home + "/logs"
+        try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        let log = logDirectory + "/queen.log"
+        var arguments = ["--port", "\(connection.port)", "--home", connection.home]
+        if isPrivate { arguments += ["--exit-with-parent", "--local-hive-port", "0"] }
+        for directory in Set(modelDirectories) { arguments += ["--model-dir", directory] }
+        let box = ProcessBox()
+        status.show("starting queen-rbee on \(connection.url)…")
+        let began = ContinuousClock.now
+        do {
+            try box.start(executable: binary, arguments: arguments, environment: ProcessInfo.processInfo.environment, logFile: log) { _ in }
+        } catch {
+            throw RbeeError(.unavailable, "cannot start \(binary): \(error)")
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if box.hasEnded {
+                status.clear()
+                throw RbeeError(.unavailable, "queen-rbee exited while starting; see \(log)")
+            }
+            if await connection.health(timeout: .milliseconds(500)) != nil {
+                status.done(String(format: "queen-rbee ready on %@ (%.1f s)", connection.url, (ContinuousClock.now - began).milliseconds / 1000))
+                return StartedQueen(box: box, url: connection.url)
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        await box.stop(grace: .seconds(5), logger: .init(label: "rbee"))
+        status.clear()
+        throw RbeeError(.unavailable, "queen-rbee did not answer within 30 s; see \(log)")
+    }
+
+    var pid: Int32 { box.pid }
+
+    /// SIGTERM and wait: the queen stops its local hive, the hive its workers.
+    func stop() async {
+        await box.stop(grace: .seconds(30), logger: .init(label: "rbee"))
+    }
+}

@@ -1,0 +1,122 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import RbeeAPI
+import RbeeHTTP
+import Synchronization
+
+/// Runs one task on the queen and shows it: tokens to stdout as they arrive; queue, download and
+/// loading progress on the status line; a last line with tokens/s and time to first token.
+final class TaskPrinter: Sendable {
+    let connection: QueenConnection
+    let status: StatusLine
+    /// The task under way, for Ctrl-C.
+    let current = Mutex<String?>(nil)
+
+    init(connection: QueenConnection, status: StatusLine) {
+        self.connection = connection
+        self.status = status
+    }
+
+    struct Outcome: Sendable {
+        var text: String
+        var stats: GenerationStats?
+        var cancelled: Bool
+    }
+
+    /// Streams `body` through `POST /v2/tasks`; throws the server's error.
+    func run(_ body: JSONValue, showStats: Bool = true) async throws(RbeeError) -> Outcome {
+        let json: Data
+        do { json = try JSONEncoder().encode(body) } catch { throw RbeeError(.internalError, "cannot encode the request") }
+        var reader: EventStreamReader
+        do {
+            reader = try await connection.client.stream(.POST, connection.url + "/v2/tasks", json: json, timeout: .seconds(60))
+        } catch {
+            throw connection.explained(error)
+        }
+        current.withLock { $0 = reader.response.headers.first(name: "X-Task-Id") }
+        defer { current.withLock { $0 = nil } }
+        let began = ContinuousClock.now
+        var text = ""
+        var firstTokenAt: ContinuousClock.Instant?
+        var tokens = 0
+        var model = ""
+        if case .object(let fields) = body, case .string(let name)? = fields["model"] {
+            model = (try? ModelReference(parsing: name).derivedID) ?? name
+        }
+        var printedLoading = false
+        do {
+            while let message = try await reader.next() {
+                guard case .data(let data) = message, data != "[DONE]" else { continue }
+                guard let event = try? JSONDecoder().decode(TaskEvent.self, from: Data(data.utf8)) else { continue }
+                switch event {
+                case .queued(let position):
+                    if position == 1 { status.show("waiting for a worker…", force: true) }
+                    if position > 1 { status.show("waiting for a worker (\(position - 1) requests ahead)", force: true) }
+                case .downloading(let hive, let name, let bytes, let total, let speed, let eta):
+                    model = name
+                    var line = "downloading \(name) on \(hive) "
+                    if let total, total > 0 {
+                        line += StatusLine.bar(Double(bytes) / Double(total)) + String(format: " %3d%% ", Int(Double(bytes) * 100 / Double(total)))
+                        line += StatusLine.megabytes(bytes) + " / " + StatusLine.megabytes(total)
+                    } else {
+                        line += StatusLine.megabytes(bytes)
+                    }
+                    line += String(format: "  %.1f MB/s", speed)
+                    if let eta { line += "  ETA \(Self.duration(eta))" }
+                    status.show(line, force: total == bytes)
+                case .loading(let hive, _, let loaded, let total):
+                    printedLoading = true
+                    let name = model.isEmpty ? "model" : model
+                    status.show(
+                        "loading \(name) on \(hive) " + StatusLine.bar(total > 0 ? Double(loaded) / Double(total) : 0) + " \(loaded)/\(total) layers",
+                        force: loaded == total || loaded == 0)
+                case .started(_, let name, let hive, _, _):
+                    model = name
+                    if printedLoading { status.done("loaded \(name) on \(hive)") } else { status.clear() }
+                case .token(let piece, _):
+                    if firstTokenAt == nil {
+                        firstTokenAt = .now
+                        status.clear()
+                    }
+                    tokens += 1
+                    text += piece
+                    FileHandle.standardOutput.write(Data(piece.utf8))
+                case .end(let stats):
+                    status.clear()
+                    if showStats {
+                        let ttft = firstTokenAt.map { ($0 - began).milliseconds } ?? 0
+                        let note = stats.stopReason == .cancelled ? " (cancelled)" : ""
+                        status.write(
+                            (text.hasSuffix("\n") || text.isEmpty ? "" : "\n")
+                                + String(format: "%d tokens, %.1f tokens/s, time to first token %.0f ms%@\n", stats.tokensOut, stats.tokensPerSec, ttft, note))
+                    }
+                    return Outcome(text: text, stats: stats, cancelled: stats.stopReason == .cancelled)
+                case .error(let code, let message):
+                    status.clear()
+                    if !text.isEmpty { FileHandle.standardOutput.write(Data("\n".utf8)) }
+                    throw RbeeError(ErrorCode(rawValue: code) ?? .internalError, message)
+                }
+            }
+        } catch let error as RbeeError {
+            throw error
+        } catch {
+            status.clear()
+            throw RbeeError(.unavailable, "the connection to the queen broke: \(error)")
+        }
+        status.clear()
+        throw RbeeError(.internalError, "the queen ended the stream without a result")
+    }
+
+    /// Asks the queen to cancel the task under way (Ctrl-C).
+    func cancel() async {
+        guard let id = current.withLock({ $0 }) else { return }
+        _ = try? await connection.client.call(.DELETE, connection.url + "/v2/tasks/" + id, timeout: .seconds(5))
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let total = Int(seconds.rounded())
+        return total >= 60 ? "\(total / 60)m\(String(format: "%02d", total % 60))s" : "\(total)s"
+    }
+}

@@ -1,0 +1,133 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Helpers for the end-to-end tests of the queen and the CLI, which run this package's programs
+// as real child processes. Not part of any product.
+
+/// The client the helpers use (a connection per concurrent stream).
+public let supportHTTP: HTTPClient = {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}()
+
+public func temporaryHome() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rbee-queen-test-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// An executable of this package, in the build directory the tests were built into.
+public func binary(named name: String) -> String {
+    var directory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = directory.appendingPathComponent(name).path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory.deleteLastPathComponent()
+    }
+    return name
+}
+
+public func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A program of this package (or any executable) running as a real child process, its output in
+/// a log file under its home.
+public final class Daemon: Sendable {
+    public let process: Process
+    public let url: String
+    public let log: String
+
+    public init(_ executable: String, _ arguments: [String], url: String, log: String, environment: [String: String] = [:]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        self.url = url
+        self.log = log
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+
+    /// Waits until `GET /health` answers.
+    public func waitHealthy(timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if !process.isRunning { throw DaemonError("\(url) exited: \(tail())") }
+            if let response = try? await supportHTTP.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(1)),
+                response.status == .ok
+            {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DaemonError("\(url) did not become healthy: \(tail())")
+    }
+
+    public func signal(_ signal: Int32) { kill(pid, signal) }
+
+    /// SIGTERM, then SIGKILL after `grace`; true when it ended within the grace.
+    @discardableResult
+    public func stop(grace: Duration = .seconds(20)) async -> Bool {
+        guard process.isRunning else { return true }
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+            return false
+        }
+        return true
+    }
+
+    public func tail() -> String {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return String(text.suffix(3000))
+    }
+}
+
+public struct DaemonError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Processes whose command line contains `marker` (to prove nothing was left behind).
+public func processes(containing marker: String) -> [String] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { pid -> String? in
+        guard Int(pid) != nil, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        let command = String(decoding: data.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        return command.contains(marker) ? "\(pid): \(command)" : nil
+    }
+}
+
+/// Polls `condition` until it holds; returns when it did.
+@discardableResult
+public func waitUntil(_ timeout: Duration, _ condition: () async throws -> Bool) async throws -> ContinuousClock.Instant {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return .now }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw DaemonError("condition not met within \(timeout)")
+}

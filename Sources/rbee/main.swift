@@ -1,0 +1,3 @@
+import RbeeKeeper
+
+await RbeeCommand.run()

@@ -1,0 +1,151 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import RbeeAPI
+import RbeeTestSupport
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `rbee` run as a user runs it: a subprocess, stdout and stderr apart, exit codes.
+final class RbeeRun: Sendable {
+    private final class Output: Sendable {
+        let value = Mutex((stdout: Data(), stderr: Data()))
+    }
+
+    let process = Process()
+    private let output = Output()
+
+    init(_ arguments: [String], environment: [String: String]) throws {
+        process.executableURL = URL(fileURLWithPath: binary(named: "rbee"))
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        out.fileHandleForReading.readabilityHandler = { [output] handle in
+            let data = handle.availableData
+            output.value.withLock { $0.stdout.append(data) }
+        }
+        err.fileHandleForReading.readabilityHandler = { [output] handle in
+            let data = handle.availableData
+            output.value.withLock { $0.stderr.append(data) }
+        }
+        try process.run()
+    }
+
+    var stdout: String { String(decoding: output.value.withLock { $0.stdout }, as: UTF8.self) }
+    var stderr: String { String(decoding: output.value.withLock { $0.stderr }, as: UTF8.self) }
+
+    /// The exit status, once the process ended (nil after `timeout`).
+    func wait(timeout: Duration = .seconds(120)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        if process.isRunning {
+            process.terminate()
+            return nil
+        }
+        try? await Task.sleep(for: .milliseconds(50))  // the last pipe reads
+        return process.terminationStatus
+    }
+}
+
+func workerProcesses() -> Set<String> {
+    Set(processes(containing: "llm-worker-rbee").filter { !$0.contains("rbeePackageTests") }.map { String($0.prefix { $0 != ":" }) })
+}
+
+func json<T: Decodable>(_ url: String, as type: T.Type) async throws -> T {
+    let response = try await supportHTTP.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+    return try JSONDecoder().decode(T.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
+}
+
+@Suite(.serialized) struct RbeeCLITests {
+    /// With no queen, `rbee infer` starts one (and its hive and worker), streams, and leaves
+    /// nothing running.
+    @Test func inferStartsWhatItNeedsAndStopsIt() async throws {
+        let home = try temporaryHome()
+        let workersBefore = workerProcesses()
+        let run = try RbeeRun(
+            ["infer", "--max-tokens", "12", "--temperature", "0", "The capital of France is"],
+            environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": "http://127.0.0.1:\(freePort())"])
+        let status = await run.wait()
+        #expect(status == 0, "stderr: \(run.stderr)")
+        #expect(!run.stdout.isEmpty, "tokens on stdout")
+        #expect(!run.stdout.contains("tokens/s"), "stats belong on stderr")
+        #expect(run.stderr.contains("queen-rbee ready"))
+        #expect(run.stderr.contains("18/18 layers"), "loading progress on stderr: \(run.stderr)")
+        #expect(run.stderr.contains("12 tokens,") && run.stderr.contains("time to first token"))
+        #expect(!run.stderr.contains("\u{1B}["), "no terminal codes when stderr is not a terminal")
+        #expect(processes(containing: home).isEmpty, "left running: \(processes(containing: home))")
+        #expect(workerProcesses().subtracting(workersBefore).isEmpty, "workers left: \(workerProcesses().subtracting(workersBefore))")
+    }
+
+    /// With a queen running, `rbee infer` uses it and leaves it running; Ctrl-C mid-stream exits
+    /// 130 with the worker's slot free again within 1 s; errors are one line and exit 1 (2 for usage).
+    @Test func runningQueenCtrlCAndErrors() async throws {
+        let home = try temporaryHome()
+        let port = freePort()
+        let modelDirectory = URL(fileURLWithPath: NSHomeDirectory() + "/.cache/rbee/models").path
+        let queen = try Daemon(
+            binary(named: "queen-rbee"), ["--port", "\(port)", "--home", home, "--local-hive-port", "0", "--model-dir", modelDirectory],
+            url: "http://127.0.0.1:\(port)", log: home + "/queen.log")
+        defer { Task { await queen.stop() } }
+        try await queen.waitHealthy()
+        let environment = ["RBEE_HOME": home, "RBEE_QUEEN_URL": queen.url]
+
+        let first = try RbeeRun(["infer", "--max-tokens", "4", "Hello"], environment: environment)
+        #expect(await first.wait() == 0, "\(first.stderr)")
+        #expect(!first.stderr.contains("starting queen-rbee"))
+        #expect(queen.process.isRunning, "a queen it did not start stays")
+
+        // Ctrl-C mid-stream.
+        let long = try RbeeRun(["infer", "--max-tokens", "3000", "--ignore-eos", "Tell me a long story"], environment: environment)
+        try await waitUntil(.seconds(60)) { long.stdout.count > 20 }
+        kill(long.process.processIdentifier, SIGINT)
+        let interruptedAt = ContinuousClock.now
+        #expect(await long.wait(timeout: .seconds(10)) == 130, "\(long.stderr)")
+        struct Workers: Decodable { var workers: [ClusterWorker] }
+        let worker = try #require(try await json(queen.url + "/v1/workers", as: Workers.self).workers.first)
+        let freed = try await waitUntil(.seconds(5)) {
+            try await json(worker.url + "/health", as: WorkerHealth.self).slotsBusy == 0
+        }
+        #expect(freed - interruptedAt < .seconds(1), "slot freed after \(freed - interruptedAt)")
+
+        // Errors: one line on stderr, exit 1; a bad flag is a usage error, exit 2.
+        let unknown = try RbeeRun(["infer", "-m", "no-such-model", "Hello"], environment: environment)
+        #expect(await unknown.wait() == 1)
+        #expect(unknown.stderr.hasPrefix("rbee: error: ") && unknown.stderr.split(separator: "\n").count == 1, "\(unknown.stderr)")
+        #expect(unknown.stderr.contains("no-such-model"))
+        let unreachable = try RbeeRun(["infer", "--no-start", "Hello"], environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": "http://127.0.0.1:9"])
+        #expect(await unreachable.wait() == 1)
+        #expect(unreachable.stderr.hasPrefix("rbee: error: no queen answers at http://127.0.0.1:9"), "\(unreachable.stderr)")
+        #expect(unreachable.stderr.split(separator: "\n").count == 1)
+        let badFlag = try RbeeRun(["infer", "--max-tokenz", "3", "Hello"], environment: environment)
+        #expect(await badFlag.wait() == 2)
+        #expect(badFlag.stderr.contains("--max-tokenz"))
+
+        // The list commands, as tables and as JSON.
+        let ps = try RbeeRun(["ps", "--json"], environment: environment)
+        #expect(await ps.wait() == 0)
+        let listed = try JSONDecoder().decode([ClusterWorker].self, from: Data(ps.stdout.utf8))
+        #expect(listed.map(\.workerID) == [worker.workerID])
+        let models = try RbeeRun(["models", "list"], environment: environment)
+        #expect(await models.wait() == 0)
+        #expect(models.stdout.hasPrefix("ID") && models.stdout.contains("gemma-3-270m-q4_k_m") && models.stdout.contains("Q4_K_M"), "\(models.stdout)")
+        let hives = try RbeeRun(["hive", "list"], environment: environment)
+        #expect(await hives.wait() == 0)
+        #expect(hives.stdout.contains("localhost") && hives.stdout.contains("online"), "\(hives.stdout)")
+
+        let stop = try RbeeRun(["queen", "stop"], environment: environment)
+        #expect(await stop.wait() == 0)
+        let stoppedByCommand = !queen.process.isRunning
+        #expect(stoppedByCommand, "rbee queen stop ends the queen")
+        await queen.stop(grace: .seconds(5))
+        #expect(processes(containing: home).isEmpty, "left running: \(processes(containing: home))")
+    }
+}
