@@ -17,19 +17,25 @@ struct ChatCommand: AsyncParsableCommand {
             Examples:
               rbee chat
               rbee chat -m gemma-3-270m-q4_k_m --temperature 0.3
+              rbee chat --verbose --system "Answer in one sentence."
             """)
 
     @OptionGroup var queen: QueenOptions
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "A system message to start the conversation with.") var system: String?
     @Flag(name: .customLong("no-start"), help: "Never start a queen; fail when none answers.") var noStart = false
+    @Flag(help: "After each reply, a line with tokens, tokens/s, time to first token and prompt size.") var verbose = false
 
     func run() async throws {
         let status = StatusLine()
+        let printer = TaskPrinter(connection: queen.connection, status: status)
+        // Ctrl-C stops the reply under way; with none, it leaves (a queen this command started
+        // ends with it: it runs with --exit-with-parent).
+        let interrupts = Interrupts {
+            if printer.isRunning { Task { await printer.cancel() } } else { _exit(130) }
+        }
         let session = try await Session.open(queen.connection, autoStart: !noStart, model: sampling.resolvedModel, status: status)
-        let printer = TaskPrinter(connection: session.connection, status: status)
-        let interrupts = Interrupts { Task { await printer.cancel() } }
-        _ = interrupts
+        var lines = StandardInput.lines().makeAsyncIterator()
         var messages: [JSONValue] = []
         if let system { messages.append(.object(["role": "system", "content": .string(system)])) }
         let interactive = isatty(STDIN_FILENO) == 1
@@ -37,14 +43,14 @@ struct ChatCommand: AsyncParsableCommand {
         if interactive { status.write("chatting with \(sampling.resolvedModel); /bye to leave\n") }
         while true {
             if interactive { status.write(">>> ") }
-            guard let line = readLine() else { break }
+            guard let line = await lines.next() else { break }
             let text = line.trimmingCharacters(in: .whitespaces)
             if text == "/bye" { break }
             if text.isEmpty { continue }
             messages.append(.object(["role": "user", "content": .string(text)]))
             do {
-                let outcome = try await printer.run(sampling.body(prompt: .array(messages), key: "messages"), showStats: false)
-                FileHandle.standardOutput.write(Data("\n".utf8))
+                let outcome = try await printer.run(sampling.body(prompt: .array(messages), key: "messages"), showStats: verbose)
+                interrupts.reset()
                 messages.append(.object(["role": "assistant", "content": .string(outcome.text)]))
             } catch {
                 failure = error

@@ -63,4 +63,22 @@ final class Interrupts {
     }
 
     var interrupted: Bool { count.value.withLock { $0 > 0 } }
+
+    /// Forgets earlier interrupts (chat: a Ctrl-C stopped one reply, the conversation goes on).
+    func reset() { count.value.withLock { $0 = 0 } }
+}
+
+/// Lines of standard input, read on a thread of their own: a blocking read never holds a thread
+/// of the cooperative pool.
+enum StandardInput {
+    static func lines() -> AsyncStream<String> {
+        let (stream, continuation) = AsyncStream.makeStream(of: String.self)
+        let thread = Thread {
+            while let line = readLine() { continuation.yield(line) }
+            continuation.finish()
+        }
+        thread.name = "rbee-stdin"
+        thread.start()
+        return stream
+    }
 }

@@ -85,17 +85,20 @@ final class TaskPrinter: Sendable {
                     FileHandle.standardOutput.write(Data(piece.utf8))
                 case .end(let stats):
                     status.clear()
+                    // The answer ends its line on stdout, so what follows starts on a line of its own.
+                    if !text.isEmpty, !text.hasSuffix("\n") { FileHandle.standardOutput.write(Data("\n".utf8)) }
                     if showStats {
                         let ttft = firstTokenAt.map { ($0 - began).milliseconds } ?? 0
                         let note = stats.stopReason == .cancelled ? " (cancelled)" : ""
                         status.write(
-                            (text.hasSuffix("\n") || text.isEmpty ? "" : "\n")
-                                + String(format: "%d tokens, %.1f tokens/s, time to first token %.0f ms%@\n", stats.tokensOut, stats.tokensPerSec, ttft, note))
+                            String(
+                                format: "%d tokens, %.1f tokens/s, time to first token %.0f ms, prompt %d tokens%@\n", stats.tokensOut,
+                                stats.tokensPerSec, ttft, stats.promptTokens, note))
                     }
                     return Outcome(text: text, stats: stats, cancelled: stats.stopReason == .cancelled)
                 case .error(let code, let message):
                     status.clear()
-                    if !text.isEmpty { FileHandle.standardOutput.write(Data("\n".utf8)) }
+                    if !text.isEmpty, !text.hasSuffix("\n") { FileHandle.standardOutput.write(Data("\n".utf8)) }
                     throw RbeeError(ErrorCode(rawValue: code) ?? .internalError, message)
                 }
             }
@@ -108,6 +111,9 @@ final class TaskPrinter: Sendable {
         status.clear()
         throw RbeeError(.internalError, "the queen ended the stream without a result")
     }
+
+    /// Whether a task is under way.
+    var isRunning: Bool { current.withLock { $0 != nil } }
 
     /// Asks the queen to cancel the task under way (Ctrl-C).
     func cancel() async {

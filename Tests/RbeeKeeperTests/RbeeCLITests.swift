@@ -19,13 +19,16 @@ final class RbeeRun: Sendable {
 
     let process = Process()
     private let output = Output()
+    private let input = Pipe()
 
-    init(_ arguments: [String], environment: [String: String]) throws {
+    /// `input` is written to the program's standard input, which stays open unless `closeInput`.
+    init(_ arguments: [String], environment: [String: String], input text: String = "", closeInput: Bool = true) throws {
         process.executableURL = URL(fileURLWithPath: binary(named: "rbee"))
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe()
         let err = Pipe()
+        process.standardInput = input
         process.standardOutput = out
         process.standardError = err
         out.fileHandleForReading.readabilityHandler = { [output] handle in
@@ -37,6 +40,8 @@ final class RbeeRun: Sendable {
             output.value.withLock { $0.stderr.append(data) }
         }
         try process.run()
+        input.fileHandleForWriting.write(Data(text.utf8))
+        if closeInput { try input.fileHandleForWriting.close() }
     }
 
     var stdout: String { String(decoding: output.value.withLock { $0.stdout }, as: UTF8.self) }
@@ -128,6 +133,28 @@ func json<T: Decodable>(_ url: String, as type: T.Type) async throws -> T {
         let badFlag = try RbeeRun(["infer", "--max-tokenz", "3", "Hello"], environment: environment)
         #expect(await badFlag.wait() == 2)
         #expect(badFlag.stderr.contains("--max-tokenz"))
+
+        // chat keeps the conversation: the second turn's prompt holds the first turn and its reply.
+        let chat = try RbeeRun(
+            ["chat", "--verbose", "--max-tokens", "8", "--temperature", "0"], environment: environment,
+            input: "My name is Zed.\nWhat is my name?\n/bye\nnot read\n")
+        #expect(await chat.wait() == 0, "\(chat.stderr)")
+        let turns = chat.stderr.split(separator: "\n").compactMap { line -> (out: Int, prompt: Int)? in
+            guard let out = line.split(separator: " ").first.flatMap({ Int($0) }),
+                let prompt = line.split(separator: ", prompt ").last?.split(separator: " ").first.flatMap({ Int($0) })
+            else { return nil }
+            return (out, prompt)
+        }
+        #expect(turns.count == 2, "one statistics line per reply: \(chat.stderr)")
+        if turns.count == 2 {
+            #expect(turns[1].prompt > turns[0].prompt + turns[0].out, "\(turns)")
+        }
+        #expect(!chat.stdout.isEmpty && chat.stdout.hasSuffix("\n"), "replies end their line: \(chat.stdout)")
+        // Ctrl-C while chat waits for input leaves at once with 130.
+        let idle = try RbeeRun(["chat"], environment: environment, closeInput: false)
+        try await Task.sleep(for: .seconds(1))
+        kill(idle.process.processIdentifier, SIGINT)
+        #expect(await idle.wait(timeout: .seconds(5)) == 130, "\(idle.stderr)")
 
         // The list commands, as tables and as JSON.
         let ps = try RbeeRun(["ps", "--json"], environment: environment)
