@@ -70,6 +70,24 @@ import Glibc
             let killed = try #require(killedAt.withLock { $0 })
             #expect(endedAt - killed < .seconds(5), "error after \(endedAt - killed)")
 
+            // A worker that dies before the first token: the task is retried once on a new worker
+            // and the client sees an ordinary answer.
+            let replacement = try await runTask(cluster.queen.url, json: taskJSON(modelRef))
+            #expect(replacement.endsProperly && replacement.text == cold.text)
+            let second = try #require(try await cluster.workers().first { $0.hive == "hive-b" && $0.state == .ready && $0.workerID != worker.workerID })
+            let secondPID = try #require(second.pid)
+            kill(secondPID, SIGSTOP)
+            let retried = try await runTask(cluster.queen.url, json: taskJSON(modelRef)) { event in
+                guard case .queued = event else { return }
+                try? await Task.sleep(for: .milliseconds(300))
+                kill(secondPID, SIGKILL)
+            }
+            #expect(retried.endsProperly)
+            #expect(retried.terminal.map { if case .end = $0 { true } else { false } } == true, "\(String(describing: retried.terminal))")
+            #expect(retried.text == cold.text)
+            let startedOn = retried.events.compactMap { if case .started(_, _, _, let workerID, _) = $0.event { workerID } else { nil } }
+            #expect(startedOn.count == 1 && startedOn.first != second.workerID, "\(startedOn) after \(second.workerID) died")
+
             // Restarted on another port (hives keep beating to the old one): the registry is kept.
             await cluster.queen.stop()
             let port = freePort()
