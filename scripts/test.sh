@@ -7,6 +7,11 @@ scripts/fetch-llama.sh
 scripts/fetch-model.sh >/dev/null
 relink_if_llama_changed debug
 swift build --build-tests
+# Test homes hold copies of the model (about 250 MB each, 3-4 GB a run): they live in one folder
+# that goes when the run ends (RBEE_KEEP_TEST_FILES=1 keeps it, to read the daemons' logs).
+TMPDIR=$(mktemp -d /tmp/rbee-test-run.XXXXXX)
+export TMPDIR
+[ -n "${RBEE_KEEP_TEST_FILES:-}" ] && log "test files kept in $TMPDIR" || trap 'rm -rf "$TMPDIR"' EXIT
 # Serial: the timing tests (headers within 100 ms, a slot freed within 1 s) must not compete
 # with other suites for the machine's 2 cores.
 swift test --skip-build --no-parallel

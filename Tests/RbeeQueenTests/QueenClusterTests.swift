@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import NIOCore
 import RbeeAPI
 import Synchronization
 import RbeeTestSupport
@@ -126,6 +127,18 @@ import Glibc
                 try await cluster.hiveList().allSatisfy { $0.models == [modelID] }
             }
 
+            // A cold OpenAI stream: loading progress as SSE comments (which OpenAI clients skip)
+            // before the first chunk, then the deltas, finish_reason, usage and [DONE].
+            let (coldChat, coldBody) = try await post(
+                cluster.queen.url + "/v1/chat/completions",
+                json: "{\"model\":\"\(modelID)\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}],\"max_tokens\":4,\"stream\":true}")
+            #expect(coldChat.status == .ok)
+            let lines = String(decoding: coldBody, as: UTF8.self).split(separator: "\n")
+            let firstChunk = try #require(lines.firstIndex { $0.hasPrefix("data: {") })
+            #expect(lines[..<firstChunk].contains { $0.hasPrefix(": loading \(modelID) on hive-") && $0.hasSuffix("/18 layers") }, "\(lines)")
+            #expect(lines.contains { $0.contains("\"finish_reason\":\"length\"") } && lines.contains { $0.contains("\"completion_tokens\":4") })
+            #expect(lines.last == "data: [DONE]")
+
             let transcripts = try await withThrowingTaskGroup(of: TaskTranscript.self) { group in
                 for index in 0..<16 {
                     group.addTask { try await runTask(cluster.queen.url, json: taskJSON(modelID, prompt: "Count to \(index):", maxTokens: 6)) }
@@ -141,6 +154,15 @@ import Glibc
                 transcript.events.compactMap { if case .started(_, _, let hive, _, _) = $0.event { hive } else { nil } }
             })
             #expect(hivesUsed == ["hive-a", "hive-b"])
+            // Metrics per model and hive.
+            var metricsRequest = HTTPClientRequest(url: cluster.queen.url + "/metrics")
+            metricsRequest.method = .GET
+            let metrics = String(buffer: try await http.execute(metricsRequest, timeout: .seconds(10)).body.collect(upTo: 1 << 20))
+            for hive in ["hive-a", "hive-b"] {
+                #expect(metrics.contains("rbee_queen_tokens_total{model=\"\(modelID)\",hive=\"\(hive)\"}"), "\(metrics)")
+                #expect(metrics.contains("rbee_queen_time_to_first_token_seconds_count{model=\"\(modelID)\",hive=\"\(hive)\"}"))
+            }
+            #expect(metrics.contains("rbee_queen_tasks_total 17"))
 
             // A second queen with room for 2 waiting requests, given the hives by POST /v1/hives.
             let port = freePort()
