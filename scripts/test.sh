@@ -11,7 +11,11 @@ swift build --build-tests
 # that goes when the run ends (RBEE_KEEP_TEST_FILES=1 keeps it, to read the daemons' logs).
 TMPDIR=$(mktemp -d /tmp/rbee-test-run.XXXXXX)
 export TMPDIR
-[ -n "${RBEE_KEEP_TEST_FILES:-}" ] && log "test files kept in $TMPDIR" || trap 'rm -rf "$TMPDIR"' EXIT
+if [ -n "${RBEE_KEEP_TEST_FILES:-}" ]; then
+  log "test files kept in $TMPDIR"
+else
+  trap 'rm -rf "$TMPDIR"' EXIT
+fi
 # Serial: the timing tests (headers within 100 ms, a slot freed within 1 s) must not compete
 # with other suites for the machine's 2 cores.
 swift test --skip-build --no-parallel

@@ -85,8 +85,7 @@ final class TaskPrinter: Sendable {
                     FileHandle.standardOutput.write(Data(piece.utf8))
                 case .end(let stats):
                     status.clear()
-                    // The answer ends its line on stdout, so what follows starts on a line of its own.
-                    if !text.isEmpty, !text.hasSuffix("\n") { FileHandle.standardOutput.write(Data("\n".utf8)) }
+                    Self.endLine(after: text)
                     if showStats {
                         let ttft = firstTokenAt.map { ($0 - began).milliseconds } ?? 0
                         let note = stats.stopReason == .cancelled ? " (cancelled)" : ""
@@ -98,7 +97,7 @@ final class TaskPrinter: Sendable {
                     return Outcome(text: text, stats: stats, cancelled: stats.stopReason == .cancelled)
                 case .error(let code, let message):
                     status.clear()
-                    if !text.isEmpty, !text.hasSuffix("\n") { FileHandle.standardOutput.write(Data("\n".utf8)) }
+                    Self.endLine(after: text)
                     throw RbeeError(ErrorCode(rawValue: code) ?? .internalError, message)
                 }
             }
@@ -106,10 +105,18 @@ final class TaskPrinter: Sendable {
             throw error
         } catch {
             status.clear()
+            Self.endLine(after: text)
             throw RbeeError(.unavailable, "the connection to the queen broke: \(error)")
         }
         status.clear()
+        Self.endLine(after: text)
         throw RbeeError(.internalError, "the queen ended the stream without a result")
+    }
+
+    /// Ends the answer's line on stdout, so that what follows (statistics, an error, the next
+    /// prompt) starts on a line of its own.
+    private static func endLine(after text: String) {
+        if !text.isEmpty, !text.hasSuffix("\n") { FileHandle.standardOutput.write(Data("\n".utf8)) }
     }
 
     /// Whether a task is under way.

@@ -155,9 +155,8 @@ import Glibc
             })
             #expect(hivesUsed == ["hive-a", "hive-b"])
             // Metrics per model and hive.
-            var metricsRequest = HTTPClientRequest(url: cluster.queen.url + "/metrics")
-            metricsRequest.method = .GET
-            let metrics = String(buffer: try await http.execute(metricsRequest, timeout: .seconds(10)).body.collect(upTo: 1 << 20))
+            let metricsResponse = try await http.execute(HTTPClientRequest(url: cluster.queen.url + "/metrics"), timeout: .seconds(10))
+            let metrics = String(buffer: try await metricsResponse.body.collect(upTo: 1 << 20))
             for hive in ["hive-a", "hive-b"] {
                 #expect(metrics.contains("rbee_queen_tokens_total{model=\"\(modelID)\",hive=\"\(hive)\"}"), "\(metrics)")
                 #expect(metrics.contains("rbee_queen_time_to_first_token_seconds_count{model=\"\(modelID)\",hive=\"\(hive)\"}"))
