@@ -1,49 +1,72 @@
-/// The stable error codes of SPEC §5, each with the HTTP status it answers with.
-public enum ErrorCode: String, Sendable, Codable, CaseIterable {
-    case invalidRequest = "INVALID_REQUEST"
-    case invalidModelRef = "INVALID_MODEL_REF"
-    case invalidDevice = "INVALID_DEVICE"
-    case missingAPIKey = "MISSING_API_KEY"
-    case invalidAPIKey = "INVALID_API_KEY"
-    case modelNotFound = "MODEL_NOT_FOUND"
-    case hiveNotFound = "HIVE_NOT_FOUND"
-    case hiveExists = "HIVE_EXISTS"
-    case hiveUnreachable = "HIVE_UNREACHABLE"
-    case workerNotFound = "WORKER_NOT_FOUND"
-    case allSlotsBusy = "ALL_SLOTS_BUSY"
-    case queueFull = "QUEUE_FULL"
-    case insufficientRAM = "INSUFFICIENT_RAM"
-    case insufficientVRAM = "INSUFFICIENT_VRAM"
-    case insufficientDisk = "INSUFFICIENT_DISK"
-    case downloadFailed = "DOWNLOAD_FAILED"
-    case downloadTimeout = "DOWNLOAD_TIMEOUT"
-    case checksumMismatch = "CHECKSUM_MISMATCH"
-    case loadingTimeout = "LOADING_TIMEOUT"
-    case contextLengthExceeded = "CONTEXT_LENGTH_EXCEEDED"
-    case workerCrashed = "WORKER_CRASHED"
-    case streamStalled = "STREAM_STALLED"
-    case deadlineExceeded = "DEADLINE_EXCEEDED"
-    case versionMismatch = "VERSION_MISMATCH"
-    case cancelled = "CANCELLED"
-    case notFound = "NOT_FOUND"
-    case unavailable = "UNAVAILABLE"
-    case modelLoadFailed = "MODEL_LOAD_FAILED"
-    case internalError = "INTERNAL"
+/// A stable error code (SPEC §5). The codes rbee knows are named; a code this version does not
+/// know (from a newer peer) still decodes, keeps its spelling and answers 500.
+public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public let rawValue: String
+
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+
+    public init(from decoder: any Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(String.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+
+    public var description: String { rawValue }
+
+    public static let invalidRequest: ErrorCode = "INVALID_REQUEST"
+    public static let invalidModelRef: ErrorCode = "INVALID_MODEL_REF"
+    public static let invalidDevice: ErrorCode = "INVALID_DEVICE"
+    public static let missingAPIKey: ErrorCode = "MISSING_API_KEY"
+    public static let invalidAPIKey: ErrorCode = "INVALID_API_KEY"
+    public static let modelNotFound: ErrorCode = "MODEL_NOT_FOUND"
+    public static let hiveNotFound: ErrorCode = "HIVE_NOT_FOUND"
+    public static let hiveExists: ErrorCode = "HIVE_EXISTS"
+    public static let hiveUnreachable: ErrorCode = "HIVE_UNREACHABLE"
+    public static let workerNotFound: ErrorCode = "WORKER_NOT_FOUND"
+    public static let allSlotsBusy: ErrorCode = "ALL_SLOTS_BUSY"
+    public static let queueFull: ErrorCode = "QUEUE_FULL"
+    public static let insufficientRAM: ErrorCode = "INSUFFICIENT_RAM"
+    public static let insufficientVRAM: ErrorCode = "INSUFFICIENT_VRAM"
+    public static let insufficientDisk: ErrorCode = "INSUFFICIENT_DISK"
+    public static let downloadFailed: ErrorCode = "DOWNLOAD_FAILED"
+    public static let downloadTimeout: ErrorCode = "DOWNLOAD_TIMEOUT"
+    public static let checksumMismatch: ErrorCode = "CHECKSUM_MISMATCH"
+    public static let loadingTimeout: ErrorCode = "LOADING_TIMEOUT"
+    public static let contextLengthExceeded: ErrorCode = "CONTEXT_LENGTH_EXCEEDED"
+    public static let workerCrashed: ErrorCode = "WORKER_CRASHED"
+    public static let streamStalled: ErrorCode = "STREAM_STALLED"
+    public static let deadlineExceeded: ErrorCode = "DEADLINE_EXCEEDED"
+    public static let versionMismatch: ErrorCode = "VERSION_MISMATCH"
+    public static let cancelled: ErrorCode = "CANCELLED"
+    public static let internalError: ErrorCode = "INTERNAL"
+    // Beyond SPEC §5, documented in the README.
+    public static let notFound: ErrorCode = "NOT_FOUND"
+    public static let unavailable: ErrorCode = "UNAVAILABLE"
+    public static let modelLoadFailed: ErrorCode = "MODEL_LOAD_FAILED"
+    /// A worker request whose `job_id` is already queued or running there.
+    public static let jobExists: ErrorCode = "JOB_EXISTS"
+
+    private static let statuses: [ErrorCode: Int] = [
+        .invalidRequest: 400, .invalidModelRef: 400, .invalidDevice: 400, .contextLengthExceeded: 400,
+        .missingAPIKey: 401, .invalidAPIKey: 401,
+        .modelNotFound: 404, .hiveNotFound: 404, .workerNotFound: 404, .notFound: 404,
+        .deadlineExceeded: 408,
+        .hiveExists: 409, .versionMismatch: 409, .jobExists: 409,
+        .queueFull: 429,
+        .cancelled: 499,
+        .internalError: 500,
+        .downloadFailed: 502, .downloadTimeout: 502, .checksumMismatch: 502, .workerCrashed: 502, .streamStalled: 502,
+        .allSlotsBusy: 503, .hiveUnreachable: 503, .unavailable: 503, .loadingTimeout: 503, .modelLoadFailed: 503,
+        .insufficientRAM: 507, .insufficientVRAM: 507, .insufficientDisk: 507,
+    ]
+
+    /// Every code this version knows.
+    public static var known: [ErrorCode] { statuses.keys.sorted { $0.rawValue < $1.rawValue } }
 
     /// The HTTP status this code answers with when it is reported before a stream starts.
-    public var httpStatus: Int {
-        switch self {
-        case .invalidRequest, .invalidModelRef, .invalidDevice, .contextLengthExceeded: 400
-        case .missingAPIKey, .invalidAPIKey: 401
-        case .modelNotFound, .hiveNotFound, .workerNotFound, .notFound: 404
-        case .deadlineExceeded: 408
-        case .hiveExists, .versionMismatch: 409
-        case .queueFull: 429
-        case .allSlotsBusy, .hiveUnreachable, .unavailable, .loadingTimeout, .modelLoadFailed: 503
-        case .insufficientRAM, .insufficientVRAM, .insufficientDisk: 507
-        case .downloadFailed, .downloadTimeout, .checksumMismatch, .workerCrashed, .streamStalled: 502
-        case .cancelled: 499
-        case .internalError: 500
-        }
-    }
+    public var httpStatus: Int { Self.statuses[self] ?? 500 }
 }

@@ -6,12 +6,13 @@ public struct WorkerReadyReport: Sendable, Equatable, Codable {
     public var state: WorkerState
     public var pid: Int32
     public var slotsTotal: Int
-    public var error: String?
+    /// Why the load failed.
+    public var error: RbeeError?
     /// The worker's API version; a hive refuses versions it does not speak (`VERSION_MISMATCH`).
     public var apiVersion: Int?
 
     public init(
-        workerID: String, url: String, model: String, state: WorkerState, pid: Int32, slotsTotal: Int, error: String? = nil,
+        workerID: String, url: String, model: String, state: WorkerState, pid: Int32, slotsTotal: Int, error: RbeeError? = nil,
         apiVersion: Int? = RbeeVersion.apiVersion
     ) {
         self.workerID = workerID

@@ -41,7 +41,7 @@ public struct DownloadStarted: Sendable, Equatable, Codable {
 public enum DownloadProgress: Sendable, Equatable {
     case downloading(bytesDownloaded: Int, bytesTotal: Int?, speedMBps: Double, etaS: Double?)
     case complete(localPath: String, sha256: String, sizeBytes: Int)
-    case failed(code: String, message: String)
+    case failed(RbeeError)
 
     public var isTerminal: Bool {
         if case .downloading = self { return false }
@@ -51,7 +51,7 @@ public enum DownloadProgress: Sendable, Equatable {
 
 extension DownloadProgress: Codable {
     private enum Keys: String, CodingKey {
-        case stage, sha256, code, message
+        case stage, sha256
         case bytesDownloaded = "bytes_downloaded"
         case bytesTotal = "bytes_total"
         case speedMBps = "speed_mbps"
@@ -74,7 +74,7 @@ extension DownloadProgress: Codable {
                 localPath: try container.decode(String.self, forKey: .localPath), sha256: try container.decode(String.self, forKey: .sha256),
                 sizeBytes: try container.decode(Int.self, forKey: .sizeBytes))
         case "error":
-            self = .failed(code: try container.decode(String.self, forKey: .code), message: try container.decode(String.self, forKey: .message))
+            self = .failed(try RbeeError(from: decoder))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .stage, in: container, debugDescription: "unknown stage \(other)")
         }
@@ -94,10 +94,9 @@ extension DownloadProgress: Codable {
             try container.encode(path, forKey: .localPath)
             try container.encode(sha256, forKey: .sha256)
             try container.encode(size, forKey: .sizeBytes)
-        case .failed(let code, let message):
+        case .failed(let error):
             try container.encode("error", forKey: .stage)
-            try container.encode(code, forKey: .code)
-            try container.encode(message, forKey: .message)
+            try error.encode(to: encoder)
         }
     }
 }

@@ -42,12 +42,13 @@ public struct HiveWorkerInfo: Sendable, Equatable, Codable {
     public var restarts: Int
     /// How the process ended: "exit 1", "signal 9".
     public var exit: String?
-    public var error: String?
+    /// Why it failed or was stopped, typed as every wire carries errors.
+    public var error: RbeeError?
     public var stderrTail: String?
 
     public init(
         workerID: String, modelID: String, url: String, progressURL: String, pid: Int32?, state: HiveWorkerState, slotsTotal: Int,
-        slotsBusy: Int, queueDepth: Int, lastHeartbeatSAgo: Double?, restarts: Int, exit: String?, error: String?, stderrTail: String?
+        slotsBusy: Int, queueDepth: Int, lastHeartbeatSAgo: Double?, restarts: Int, exit: String?, error: RbeeError?, stderrTail: String?
     ) {
         self.workerID = workerID
         self.modelID = modelID

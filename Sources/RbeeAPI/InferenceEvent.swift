@@ -42,7 +42,7 @@ public enum InferenceEvent: Sendable, Equatable {
     case started(jobID: String, model: String, queueMs: Double)
     case token(text: String, index: Int)
     case end(GenerationStats)
-    case error(code: String, message: String)
+    case error(RbeeError)
 
     /// `end` and `error` close a stream; nothing but `[DONE]` follows them.
     public var isTerminal: Bool {
@@ -55,7 +55,7 @@ public enum InferenceEvent: Sendable, Equatable {
 
 extension InferenceEvent: Codable {
     private enum Keys: String, CodingKey {
-        case type, t, i, code, message, model
+        case type, t, i, model
         case jobID = "job_id"
         case queueMs = "queue_ms"
     }
@@ -73,7 +73,7 @@ extension InferenceEvent: Codable {
         case "end":
             self = .end(try GenerationStats(from: decoder))
         case "error":
-            self = .error(code: try container.decode(String.self, forKey: .code), message: try container.decode(String.self, forKey: .message))
+            self = .error(try RbeeError(from: decoder))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown event type \(other)")
         }
@@ -94,10 +94,9 @@ extension InferenceEvent: Codable {
         case .end(let stats):
             try container.encode("end", forKey: .type)
             try stats.encode(to: encoder)
-        case .error(let code, let message):
+        case .error(let error):
             try container.encode("error", forKey: .type)
-            try container.encode(code, forKey: .code)
-            try container.encode(message, forKey: .message)
+            try error.encode(to: encoder)
         }
     }
 }

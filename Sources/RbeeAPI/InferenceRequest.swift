@@ -229,6 +229,14 @@ struct FieldReader {
     }
 }
 
+extension InferenceRequest: Decodable {
+    /// Decodes and validates a body in one step, through the daemons' request decoder: every field
+    /// error is reported at once, as `init(json:)` does.
+    public init(from decoder: any Decoder) throws {
+        try self.init(json: try JSONValue(from: decoder))
+    }
+}
+
 extension InferenceRequest {
     /// The body a worker accepts for this request (a proxy re-sends the validated form, never the
     /// client's raw JSON).

@@ -161,6 +161,10 @@ public struct PullEvent: Sendable, Equatable, Codable {
     }
 }
 
+extension PullEvent: StreamEvent {
+    public static func encodingFailure(_ error: RbeeError) -> PullEvent { PullEvent(hive: "", model: "", progress: .failed(error)) }
+}
+
 /// `GET /health` of the queen.
 public struct QueenHealth: Sendable, Equatable, Codable {
     public var status: String

@@ -4,13 +4,25 @@ import Foundation
 /// keep-alive and progress, and a final `data: [DONE]\n\n`.
 public enum SSE {
     public static let done = "data: [DONE]\n\n"
+    /// The payload of the last frame.
+    public static let doneData = "[DONE]"
     public static let keepAlive = ": keep-alive\n\n"
 
-    /// Encodes a value as one `data:` frame.
-    public static func frame(_ value: some Encodable) -> String {
+    /// Encodes an event as one `data:` frame. An event that cannot be encoded (a non-finite
+    /// number, say) becomes the stream's own error event: never `{}` and never a silent gap.
+    public static func frame<Event: StreamEvent>(_ event: Event) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        let data: Data
+        do {
+            data = try encoder.encode(event)
+        } catch {
+            let failure = RbeeError(.internalError, "cannot encode an event: \(error)")
+            guard let fallback = try? encoder.encode(Event.encodingFailure(failure)) else {
+                return "data: {\"code\":\"INTERNAL\",\"message\":\"cannot encode an event\",\"type\":\"error\"}\n\n"
+            }
+            data = fallback
+        }
         return "data: " + String(decoding: data, as: UTF8.self) + "\n\n"
     }
 
@@ -92,4 +104,26 @@ public struct SSEParser: Sendable {
         pending.removeFirst(start)
         return messages
     }
+}
+
+/// An event of one of rbee's SSE streams: it knows its stream's error event, which takes the
+/// place of an event that cannot be encoded.
+public protocol StreamEvent: Encodable, Sendable {
+    static func encodingFailure(_ error: RbeeError) -> Self
+}
+
+extension InferenceEvent: StreamEvent {
+    public static func encodingFailure(_ error: RbeeError) -> InferenceEvent { .error(error) }
+}
+
+extension TaskEvent: StreamEvent {
+    public static func encodingFailure(_ error: RbeeError) -> TaskEvent { .error(error) }
+}
+
+extension LoadingProgress: StreamEvent {
+    public static func encodingFailure(_ error: RbeeError) -> LoadingProgress { .failed(error) }
+}
+
+extension DownloadProgress: StreamEvent {
+    public static func encodingFailure(_ error: RbeeError) -> DownloadProgress { .failed(error) }
 }

@@ -9,7 +9,7 @@ public enum TaskEvent: Sendable, Equatable {
     case started(taskID: String, model: String, hive: String, workerID: String, queueMs: Double)
     case token(text: String, index: Int)
     case end(GenerationStats)
-    case error(code: String, message: String)
+    case error(RbeeError)
 
     public var isTerminal: Bool {
         switch self {
@@ -21,7 +21,7 @@ public enum TaskEvent: Sendable, Equatable {
 
 extension TaskEvent: Codable {
     private enum Keys: String, CodingKey {
-        case type, position, hive, model, t, i, code, message
+        case type, position, hive, model, t, i
         case bytesDownloaded = "bytes_downloaded"
         case bytesTotal = "bytes_total"
         case speedMBps = "speed_mbps"
@@ -53,7 +53,7 @@ extension TaskEvent: Codable {
                 queueMs: try c.decode(Double.self, forKey: .queueMs))
         case "token": self = .token(text: try c.decode(String.self, forKey: .t), index: try c.decode(Int.self, forKey: .i))
         case "end": self = .end(try GenerationStats(from: decoder))
-        case "error": self = .error(code: try c.decode(String.self, forKey: .code), message: try c.decode(String.self, forKey: .message))
+        case "error": self = .error(try RbeeError(from: decoder))
         case let other: throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "unknown event type \(other)")
         }
     }
@@ -92,10 +92,9 @@ extension TaskEvent: Codable {
         case .end(let stats):
             try c.encode("end", forKey: .type)
             try stats.encode(to: encoder)
-        case .error(let code, let message):
+        case .error(let error):
             try c.encode("error", forKey: .type)
-            try c.encode(code, forKey: .code)
-            try c.encode(message, forKey: .message)
+            try error.encode(to: encoder)
         }
     }
 }

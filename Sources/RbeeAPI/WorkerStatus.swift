@@ -72,7 +72,7 @@ public struct WorkerReadiness: Sendable, Equatable, Codable {
 public enum LoadingProgress: Sendable, Equatable {
     case loading(layersLoaded: Int, layersTotal: Int, vramMB: Int, ramMB: Int)
     case ready
-    case failed(code: String, message: String)
+    case failed(RbeeError)
 
     public var isTerminal: Bool {
         if case .loading = self { return false }
@@ -82,7 +82,7 @@ public enum LoadingProgress: Sendable, Equatable {
 
 extension LoadingProgress: Codable {
     private enum Keys: String, CodingKey {
-        case stage, code, message
+        case stage
         case layersLoaded = "layers_loaded"
         case layersTotal = "layers_total"
         case vramMB = "vram_mb"
@@ -100,9 +100,7 @@ extension LoadingProgress: Codable {
                 ramMB: try container.decodeIfPresent(Int.self, forKey: .ramMB) ?? 0)
         case "ready": self = .ready
         case "error":
-            self = .failed(
-                code: try container.decodeIfPresent(String.self, forKey: .code) ?? ErrorCode.internalError.rawValue,
-                message: try container.decode(String.self, forKey: .message))
+            self = .failed(try RbeeError(from: decoder))
         case let other:
             throw DecodingError.dataCorruptedError(forKey: .stage, in: container, debugDescription: "unknown stage \(other)")
         }
@@ -119,10 +117,9 @@ extension LoadingProgress: Codable {
             try container.encode(ram, forKey: .ramMB)
         case .ready:
             try container.encode("ready", forKey: .stage)
-        case .failed(let code, let message):
+        case .failed(let error):
             try container.encode("error", forKey: .stage)
-            try container.encode(code, forKey: .code)
-            try container.encode(message, forKey: .message)
+            try error.encode(to: encoder)
         }
     }
 }

@@ -76,13 +76,16 @@ extension Response {
         return response
     }
 
-    /// A JSON body.
+    /// A JSON body. A value that cannot be encoded is a 500 with the native envelope, never `{}`.
     public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        do {
+            return Response(
+                status: status, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        } catch {
+            return .error(RbeeError(.internalError, "cannot encode the answer: \(error)"), correlationID: nil)
+        }
     }
 }

@@ -57,4 +57,32 @@ public enum EventStreamResponse {
                 try await writer.finish(nil)
             })
     }
+
+    /// Streams the frames `work` produces, with `work` running inside the response body as a
+    /// structured child of the request: a client that goes away (or a failed write) cancels it,
+    /// and the response ends once both the frames and `work` have ended. `work` must end
+    /// `frames` (the last one `[DONE]`) however it ends.
+    ///
+    /// `request` must have had its body collected (SWIFT-NOTES trap 1).
+    public static func make<Frames: AsyncSequence & Sendable>(
+        request: Request, frames: Frames, running work: @escaping @Sendable () async -> Void
+    ) -> Response where Frames.Element == String, Frames.Failure == Never {
+        Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                do {
+                    try await request.body.consumeWithCancellationOnInboundClose { _ in
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            group.addTask { await work() }
+                            for await frame in frames { try await writer.write(ByteBuffer(string: frame)) }
+                            try await group.waitForAll()
+                        }
+                    }
+                } catch {
+                    // The client went away or the write failed: nothing more can reach it.
+                    return
+                }
+                try await writer.finish(nil)
+            })
+    }
 }

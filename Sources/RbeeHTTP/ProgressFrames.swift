@@ -2,7 +2,7 @@ import RbeeAPI
 
 /// A progress stream (loading, download) as SSE frames: each event as `data: <json>`, then
 /// `[DONE]` once the source ends — `ProgressBroadcast` ends it after the terminal event.
-public struct ProgressFrames<Event: Encodable & Sendable>: AsyncSequence, Sendable {
+public struct ProgressFrames<Event: StreamEvent>: AsyncSequence, Sendable {
     public typealias Element = String
     public typealias Failure = Never
     let events: AsyncStream<Event>

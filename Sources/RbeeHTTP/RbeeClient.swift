@@ -84,15 +84,16 @@ public struct RbeeClient: Sendable {
             let body = (try? await response.body.collect(upTo: 1 << 20)).map { Data(buffer: $0) } ?? Data()
             throw Self.error(status: Int(response.status.code), body: body, headers: response.headers, url: url)
         }
-        return EventStreamReader(response: response)
+        return EventStreamReader(response: response, origin: Self.origin(url))
     }
 
     /// The error an rbee error envelope (or any other error body) describes.
     public static func error(status: Int, body: Data, headers: HTTPHeaders, url: String) -> RbeeError {
         let retryAfter = headers.first(name: "Retry-After").flatMap(Int.init)
-        if let envelope = try? JSONDecoder().decode(ErrorEnvelope.self, from: body) {
-            let code = ErrorCode(rawValue: envelope.error.code) ?? .internalError
-            return RbeeError(code, envelope.error.message, details: envelope.error.details, retryAfter: retryAfter, status: status)
+        if var error = try? JSONDecoder().decode(ErrorEnvelope.self, from: body).error {
+            error.retryAfter = retryAfter
+            error.status = status
+            return error
         }
         let text = String(decoding: body.prefix(300), as: UTF8.self)
         return RbeeError(
@@ -115,6 +116,8 @@ public struct RbeeClient: Sendable {
 /// An open SSE response read message by message.
 public struct EventStreamReader {
     public let response: HTTPClientResponse
+    /// Who answered (scheme, host and port), to name in errors.
+    public let origin: String
     /// Made on the first read: a response body can be iterated only once, and the response may
     /// be handed on unread.
     private var body: HTTPClientResponse.Body.AsyncIterator?
@@ -122,8 +125,9 @@ public struct EventStreamReader {
     private var ready: [SSE.Message] = []
     private var readyIndex = 0
 
-    public init(response: HTTPClientResponse) {
+    public init(response: HTTPClientResponse, origin: String = "the server") {
         self.response = response
+        self.origin = origin
     }
 
     /// The next message, or nil when the server closed the stream. Throws when the connection
@@ -138,6 +142,59 @@ public struct EventStreamReader {
         defer { readyIndex += 1 }
         return ready[readyIndex]
     }
+
+    /// The stream's events decoded as `Event`, with its comments, until `[DONE]` or the end of
+    /// the connection. This is how every relay and client of rbee reads an event stream.
+    public func events<Event: Decodable & Sendable>(of type: Event.Type) -> ServerSentEvents<Event> {
+        ServerSentEvents(reader: self)
+    }
+}
+
+/// One message of a typed event stream.
+public enum StreamMessage<Event: Sendable>: Sendable {
+    case event(Event)
+    /// A comment line: a keep-alive, or progress text for clients that skip comments.
+    case comment(String)
+}
+
+/// An SSE response read as typed events (`EventStreamReader.events(of:)`). It ends at `[DONE]`
+/// or when the server closes the stream; it throws when the connection breaks, and a frame that
+/// is not an `Event` is an error naming the peer, never skipped.
+public struct ServerSentEvents<Event: Decodable & Sendable>: AsyncSequence {
+    public typealias Element = StreamMessage<Event>
+    let reader: EventStreamReader
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var reader: EventStreamReader
+        var finished = false
+        let decoder = JSONDecoder()
+
+        public mutating func next() async throws -> StreamMessage<Event>? {
+            guard !finished else { return nil }
+            guard let message = try await reader.next() else {
+                finished = true
+                return nil
+            }
+            switch message {
+            case .comment(let text):
+                return .comment(text)
+            case .data(SSE.doneData):
+                finished = true
+                return nil
+            case .data(let json):
+                do {
+                    return .event(try decoder.decode(Event.self, from: Data(json.utf8)))
+                } catch {
+                    finished = true
+                    throw RbeeError(
+                        .internalError, "unexpected event from \(reader.origin): \(json.prefix(200))",
+                        details: ["peer": .string(reader.origin)])
+                }
+            }
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(reader: reader) }
 }
 
 extension HTTPClient {

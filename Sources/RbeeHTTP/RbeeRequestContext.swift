@@ -15,6 +15,7 @@ public struct RbeeRequestContext: RequestContext {
 
     /// Bodies are collected by the routes themselves, with `Validation.maxBodyBytes`.
     public var maxUploadSize: Int { Validation.maxBodyBytes }
+
+    /// Request bodies are read through `Request.decodeBody(as:context:)` and this decoder only.
+    public var requestDecoder: RbeeRequestDecoder { RbeeRequestDecoder() }
 }
-
-

@@ -18,13 +18,19 @@ struct HiveRoutes: Sendable {
     func register(on router: Router<RbeeRequestContext>) {
         router.get("/health") { _, _ in try await health() }
         router.get("/v1/devices") { _, _ in Response.json(await DeviceInventory.detect()) }
-        router.post("/v1/models/download") { request, _ in try await download(request) }
+        router.post("/v1/models/download") { request, context in
+            var request = request
+            let body = try await request.decodeBody(as: DownloadRequest.self, context: context)
+            let started = try await provisioner.request(body)
+            return Response.json(started, status: started.status == .cached ? .ok : .accepted)
+        }
         router.get("/v1/models/download/progress") { request, _ in try progress(request) }
         router.get("/v1/models") { _, _ in Response.json(ModelList(models: try await provisioner.catalogCall { try await provisioner.catalog.list() })) }
         router.get("/v1/models/{id}") { _, context in try await model(context) }
         router.delete("/v1/models/{id}") { _, context in try await removeModel(context) }
-        router.post("/v1/workers/spawn") { request, _ in
-            let body: WorkerSpawnRequest = try await decodeBody(request)
+        router.post("/v1/workers/spawn") { request, context in
+            var request = request
+            let body = try await request.decodeBody(as: WorkerSpawnRequest.self, context: context)
             return Response.json(try await supervisor.spawn(body), status: .accepted)
         }
         router.get("/v1/workers") { _, _ in Response.json(WorkerList(workers: supervisor.list())) }
@@ -33,11 +39,11 @@ struct HiveRoutes: Sendable {
             guard await supervisor.stop(id, reason: "DELETE /v1/workers/\(id)") else {
                 throw RbeeError(.workerNotFound, "no worker \(id) in this hive", details: ["worker_id": .string(id)])
             }
-            supervisor.remove(id)
             return Response(status: .noContent)
         }
-        router.post("/v1/workers/ready") { request, _ in
-            let report: WorkerReadyReport = try await decodeBody(request)
+        router.post("/v1/workers/ready") { request, context in
+            var request = request
+            let report = try await request.decodeBody(as: WorkerReadyReport.self, context: context)
             if let version = report.apiVersion, version != RbeeVersion.apiVersion {
                 throw RbeeError(
                     .versionMismatch, "worker \(report.workerID) speaks API version \(version); this hive speaks \(RbeeVersion.apiVersion)",
@@ -48,8 +54,9 @@ struct HiveRoutes: Sendable {
             }
             return Response(status: .noContent)
         }
-        router.post("/v1/workers/heartbeat") { request, _ in
-            let beat: WorkerHeartbeat = try await decodeBody(request)
+        router.post("/v1/workers/heartbeat") { request, context in
+            var request = request
+            let beat = try await request.decodeBody(as: WorkerHeartbeat.self, context: context)
             guard supervisor.heartbeat(beat) else {
                 throw RbeeError(.workerNotFound, "no worker \(beat.workerID) in this hive", details: ["worker_id": .string(beat.workerID)])
             }
@@ -76,53 +83,11 @@ struct HiveRoutes: Sendable {
         var workers: [HiveWorkerInfo]
     }
 
-    /// Decodes a small JSON body; a malformed one is a 400 naming the problem.
-    func decodeBody<T: Decodable>(_ request: Request) async throws -> T {
-        var request = request
-        let body = try await request.collectBody(upTo: 64 * 1024)
-        do {
-            return try JSONDecoder().decode(T.self, from: body)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw RbeeError.invalid([.init(field: key.stringValue, message: "required")])
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-            throw RbeeError.invalid([.init(field: context.codingPath.map(\.stringValue).joined(separator: "."), message: "has the wrong type")])
-        } catch {
-            throw RbeeError.invalid([.init(field: "body", message: "is not valid JSON")])
-        }
-    }
-
     func health() async throws -> Response {
         let models = (try? await provisioner.catalog.list().count) ?? -1
         return .json(
             HiveHealth(
                 status: models >= 0 ? "ok" : "degraded", uptimeS: (ContinuousClock.now - startedAt).milliseconds / 1000, models: max(models, 0)))
-    }
-
-    func download(_ request: Request) async throws -> Response {
-        var request = request
-        let body = try await request.collectBody(upTo: 64 * 1024)
-        let json: JSONValue
-        do {
-            json = try JSONDecoder().decode(JSONValue.self, from: body)
-        } catch {
-            throw RbeeError.invalid([.init(field: "body", message: "is not valid JSON")])
-        }
-        guard case .object(let fields) = json else {
-            throw RbeeError.invalid([.init(field: "body", message: "must be a JSON object")])
-        }
-        var errors: [RbeeError.FieldError] = []
-        guard case .string(let reference)? = fields["model_ref"] else {
-            errors.append(.init(field: "model_ref", message: "required: a string"))
-            throw RbeeError.invalid(errors)
-        }
-        var sha256: String?
-        switch fields["sha256"] {
-        case nil, .null?: break
-        case .string(let value)?: sha256 = value
-        default: throw RbeeError.invalid([.init(field: "sha256", message: "must be a string")])
-        }
-        let started = try await provisioner.request(DownloadRequest(modelRef: reference, sha256: sha256))
-        return .json(started, status: started.status == .cached ? .ok : .accepted)
     }
 
     func progress(_ request: Request) throws -> Response {

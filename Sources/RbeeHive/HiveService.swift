@@ -54,7 +54,7 @@ public final class HiveService: Sendable {
         }
         // Listed last, so the first to hear of a shutdown: workers stop before the server does.
         let stop = StopOnRequest(shutdown: shutdownSwitch, supervisor: supervisor, tracker: provisioner.tracker)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app), .init(service: WatchWorkers(supervisor: supervisor))]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: supervisor), .init(service: app)]
         if let queenURL = configuration.queenURL {
             let reporter = QueenReporter(
                 queenURL: queenURL, name: configuration.name, interval: configuration.queenHeartbeatInterval, token: configuration.token,
@@ -89,14 +89,5 @@ struct StopOnRequest: Service {
         async let workers: Void = supervisor.stopAll()
         async let downloads: Void = tracker.cancelAll()
         _ = await (workers, downloads)
-    }
-}
-
-/// The supervisor's once-a-second check of every worker.
-struct WatchWorkers: Service {
-    let supervisor: WorkerSupervisor
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown { [supervisor] in await supervisor.watch(client: .rbee) }
     }
 }

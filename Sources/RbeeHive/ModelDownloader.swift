@@ -52,7 +52,7 @@ struct ModelDownloader: Sendable {
         for attempt in 1...max(1, settings.attempts) {
             if Task.isCancelled {
                 await partial.close()
-                return .failed(code: ErrorCode.cancelled.rawValue, message: "the download of \(plan.modelID) was cancelled (the hive is stopping)")
+                return .failed(RbeeError(.cancelled, "the download of \(plan.modelID) was cancelled (the hive is stopping)"))
             }
             if attempt > 1 {
                 let backoff = settings.initialBackoff * (1 << min(attempt - 2, 10))
@@ -68,7 +68,7 @@ struct ModelDownloader: Sendable {
                 await partial.close()
                 if error.code != .insufficientDisk { try? FileManager.default.removeItem(atPath: partial.path) }
                 logger.warning("download failed", metadata: ["model": "\(plan.modelID)", "error": "\(error)"])
-                return .failed(code: error.code.rawValue, message: error.message)
+                return .failed(error)
             } catch {
                 lastError = RbeeError(.downloadFailed, "download of \(plan.modelID) failed: \(error)")
             }
@@ -76,10 +76,12 @@ struct ModelDownloader: Sendable {
         // The partial file stays: a later request resumes from it.
         await partial.close()
         if Task.isCancelled {
-            return .failed(code: ErrorCode.cancelled.rawValue, message: "the download of \(plan.modelID) was cancelled (the hive is stopping)")
+            return .failed(RbeeError(.cancelled, "the download of \(plan.modelID) was cancelled (the hive is stopping)"))
         }
         logger.warning("download gave up", metadata: ["model": "\(plan.modelID)", "error": "\(lastError)"])
-        return .failed(code: lastError.code.rawValue, message: "\(lastError.message) (after \(settings.attempts) attempts)")
+        var error = lastError
+        error.message += " (after \(settings.attempts) attempts)"
+        return .failed(error)
     }
 
     /// One attempt; returns the final size and the sha256 the server announced, if any.

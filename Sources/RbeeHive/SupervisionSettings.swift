@@ -2,8 +2,8 @@ import Foundation
 
 /// Timers and limits of worker supervision (SPEC §5); tests shorten them.
 public struct SupervisionSettings: Sendable {
-    /// `llm-worker-rbee`; by default the one next to the running executable.
-    public var workerBinary: String
+    /// `llm-worker-rbee`; nil: the one installed next to the running executable (`ProgramDirectory`).
+    public var workerBinary: String?
     public var ports: ClosedRange<Int> = 7900...7999
     /// Interval the hive asks workers to send heartbeats at; 3 missed ones stop the worker.
     public var heartbeatInterval: Duration = .seconds(15)
@@ -17,11 +17,11 @@ public struct SupervisionSettings: Sendable {
     public var memoryHeadroom = 1.2
 
     public init(workerBinary: String? = nil) {
-        self.workerBinary = workerBinary ?? Self.siblingWorkerBinary()
+        self.workerBinary = workerBinary
     }
 
-    static func siblingWorkerBinary() -> String {
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
-        return executable.deletingLastPathComponent().appendingPathComponent("llm-worker-rbee").path
+    var timers: WorkerLifecycle.Timers {
+        WorkerLifecycle.Timers(
+            heartbeatInterval: heartbeatInterval, healthProbeInterval: healthProbeInterval, loadingTimeout: loadingTimeout, idleTimeout: idleTimeout)
     }
 }

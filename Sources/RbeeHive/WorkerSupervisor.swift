@@ -4,57 +4,122 @@ import Logging
 import NIOCore
 import RbeeAPI
 import RbeeHTTP
+import ServiceLifecycle
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Starts `llm-worker-rbee` processes and watches them: a child that exits is noticed at once
-/// (with its exit status and the tail of its stderr); a worker silent for 3 heartbeat intervals,
-/// failing 3 health probes, stuck loading, or idle too long is stopped. Stopping is SIGTERM, then
-/// SIGKILL after a grace period; on shutdown all workers stop in parallel and none is left.
-public final class WorkerSupervisor: Sendable {
-    struct Record: Sendable {
-        var info: HiveWorkerInfo
-        var process: ProcessBox?
-        var startedAt: ContinuousClock.Instant
-        var lastHeartbeat: ContinuousClock.Instant?
-        var lastActivity: ContinuousClock.Instant
-        var jobsAccepted = 0
-        var probeFailures = 0
-        var lastProbe: ContinuousClock.Instant
-        var port: Int
-        /// Set when the hive itself stops the process, so its exit is not a crash.
-        var stopRequested = false
+/// Starts `llm-worker-rbee` processes and watches them. What happens to a worker is its
+/// `WorkerLifecycle`'s decision; this service carries the decisions out.
+///
+/// Each worker runs — from its spawn, through waiting for its model, to the exit of its process —
+/// as a child task of this service's task group, so none outlives the hive. Its exit is noticed at
+/// once (with its status and the tail of its stderr). Probes of different workers run
+/// concurrently, and a stop only asks a worker's process to end (SIGTERM, then SIGKILL after the
+/// grace period): one wedged worker never holds up the supervision of the others.
+public final class WorkerSupervisor: Service, Sendable {
+    private struct Record: Sendable {
+        var lifecycle: WorkerLifecycle
+        /// Ends the worker: its process, or its wait for a model.
+        let stop = ShutdownSwitch()
+        /// Requested once the worker's task has ended.
+        let ended = ShutdownSwitch()
+        /// The first launch's outcome, which a spawn of a cached model answers with.
+        let launched = ProgressBroadcast<Result<Void, RbeeError>>(isTerminal: { _ in true })
     }
 
-    private let records = Mutex<[String: Record]>([:])
+    /// A worker's task: wait for its model if needed, then run its process.
+    private struct Job: Sendable {
+        enum Model: Sendable {
+            case path(String)
+            case download(id: String)
+        }
+        let workerID: String
+        let model: Model
+        let request: WorkerSpawnRequest
+        let device: String
+    }
+
+    private enum Work: Sendable {
+        case worker(Job)
+        case probe(workerID: String, url: String)
+    }
+
+    private struct State {
+        var records: [String: Record] = [:]
+        /// Set when the hive shuts down: no worker starts after that.
+        var closing = false
+    }
+
+    private let state = Mutex(State())
     private let settings: SupervisionSettings
     private let provisioner: ModelProvisioner
     private let token: APIToken?
     private let logger: Logger
+    private let client: HTTPClient
     /// The URL workers call back on (ready, heartbeats); set once the server listens.
     private let hiveURL = Mutex<String?>(nil)
+    private let work: AsyncStream<Work>
+    private let workContinuation: AsyncStream<Work>.Continuation
 
-    init(settings: SupervisionSettings, provisioner: ModelProvisioner, token: APIToken?, logger: Logger) {
+    init(settings: SupervisionSettings, provisioner: ModelProvisioner, token: APIToken?, logger: Logger, client: HTTPClient = .rbee) {
         self.settings = settings
         self.provisioner = provisioner
         self.token = token
         self.logger = logger
+        self.client = client
+        (work, workContinuation) = AsyncStream.makeStream()
     }
 
     func setHiveURL(_ url: String) { hiveURL.withLock { $0 = url } }
 
     public func list() -> [HiveWorkerInfo] {
         let now = ContinuousClock.now
-        return records.withLock { records in
-            records.values.map { record in
-                var info = record.info
-                info.lastHeartbeatSAgo = record.lastHeartbeat.map { (now - $0).milliseconds / 1000 }
-                return info
-            }.sorted { $0.workerID < $1.workerID }
+        return state.withLock { state in state.records.values.map { $0.lifecycle.info(now: now) } }.sorted { $0.workerID < $1.workerID }
+    }
+
+    // MARK: The service
+
+    /// Runs every worker's task and the once-a-second check of all of them, until shutdown.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { [self] in
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.watch() }
+                for await item in work {
+                    switch item {
+                    case .worker(let job): group.addTask { await self.runWorker(job) }
+                    case .probe(let workerID, let url): group.addTask { await self.probe(workerID, url: url) }
+                    }
+                }
+            }
         }
+    }
+
+    private func watch() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let now = ContinuousClock.now
+            let decisions = state.withLock { state in
+                Array(state.records.keys).compactMap { id -> (String, [WorkerLifecycle.Action])? in
+                    guard var lifecycle = state.records[id]?.lifecycle else { return nil }
+                    let actions = lifecycle.tick(now: now)
+                    state.records[id]?.lifecycle = lifecycle
+                    return (id, actions)
+                }
+            }
+            for (id, actions) in decisions { perform(actions, for: id) }
+        }
+    }
+
+    private func probe(_ workerID: String, url: String) async {
+        var healthy = false
+        if let response = try? await client.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(3)) {
+            _ = try? await response.body.collect(upTo: 64 * 1024)
+            healthy = response.status.code == 200
+        }
+        perform(update(workerID) { $0.probed(healthy: healthy, now: .now) } ?? [], for: workerID)
     }
 
     // MARK: Spawning
@@ -70,16 +135,13 @@ public final class WorkerSupervisor: Sendable {
         }
         if device.hasPrefix("cuda:") {
             let index = Int(device.dropFirst(5)) ?? -1
-            let gpus = await DeviceInventory.detect().gpus
-            guard gpus.contains(where: { $0.index == index }) else {
+            guard await DeviceInventory.detect().gpus.contains(where: { $0.index == index }) else {
                 throw RbeeError(.invalidDevice, "no GPU \(device) on this machine", details: ["device": .string(device)])
             }
         }
         let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef))
-        if request.reuse ?? true, let existing = records.withLock({ records in
-            records.values.first { record in
-                record.info.modelID == started.modelID && [.starting, .loading, .ready].contains(record.info.state)
-            }?.info
+        if request.reuse ?? true, let existing = state.withLock({ state in
+            state.records.values.first { $0.lifecycle.modelID == started.modelID && $0.lifecycle.isServing }?.lifecycle.info(now: .now)
         }) {
             return existing
         }
@@ -87,46 +149,15 @@ public final class WorkerSupervisor: Sendable {
             try checkMemory(modelID: started.modelID, modelPath: modelPath)
         }
         let workerID = "worker-" + String(UUID().uuidString.lowercased().prefix(8))
-        guard let port = reservePort(for: workerID, modelID: started.modelID) else {
-            throw RbeeError(.unavailable, "no free port in \(settings.ports)", retryAfter: 5)
-        }
-        if started.status == .cached, let modelPath = started.localPath {
-            return try launch(workerID, port: port, modelPath: modelPath, request: request, device: device)
-        }
-
-        // Not here yet: the worker starts once the download completes; until then the record
-        // points at the download's progress.
-        let downloadID = started.downloadID ?? ""
-        let base = hiveURL.withLock { $0 } ?? ""
-        let info = records.withLock { records -> HiveWorkerInfo? in
-            records[workerID]?.info.progressURL = base + "/v1/models/download/progress?id=" + downloadID
-            return records[workerID]?.info
-        }
-        Task {
-            var terminal: DownloadProgress?
-            let events = provisioner.tracker.subscribe(downloadID) ?? AsyncStream(DownloadProgress.self) { $0.finish() }
-            for await event in events where event.isTerminal {
-                terminal = event
-            }
-            guard records.withLock({ $0[workerID]?.info.state == .starting }) else { return }
-            do throws(RbeeError) {
-                guard case .complete(let path, _, _)? = terminal else {
-                    if case .failed(let code, let message)? = terminal { throw RbeeError(ErrorCode(rawValue: code) ?? .downloadFailed, message) }
-                    throw RbeeError(.downloadFailed, "the download of \(started.modelID) ended without a result")
-                }
-                try checkMemory(modelID: started.modelID, modelPath: path)
-                _ = try launch(workerID, port: port, modelPath: path, request: request, device: device)
-            } catch {
-                records.withLock { records in
-                    records[workerID]?.info.state = .failed
-                    records[workerID]?.info.error = error.description
-                }
-                logger.error("worker could not start", metadata: ["worker_id": "\(workerID)", "error": "\(error)"])
-            }
-        }
-        return info ?? HiveWorkerInfo(
-            workerID: workerID, modelID: started.modelID, url: "http://127.0.0.1:\(port)", progressURL: "", pid: nil, state: .starting,
-            slotsTotal: 0, slotsBusy: 0, queueDepth: 0, lastHeartbeatSAgo: nil, restarts: 0, exit: nil, error: nil, stderrTail: nil)
+        let downloadProgress = (hiveURL.withLock { $0 } ?? "") + "/v1/models/download/progress?id=" + (started.downloadID ?? "")
+        let model: Job.Model =
+            if started.status == .cached, let path = started.localPath { .path(path) } else { .download(id: started.downloadID ?? "") }
+        let record = try reserve(workerID, modelID: started.modelID, progressURL: started.status == .cached ? nil : downloadProgress)
+        workContinuation.yield(.worker(Job(workerID: workerID, model: model, request: request, device: device)))
+        guard case .path = model else { return record.lifecycle.info(now: .now) }
+        // A cached model: answer once the process runs (or could not start).
+        for await outcome in record.launched.subscribe() { try outcome.get() }
+        return state.withLock { $0.records[workerID]?.lifecycle.info(now: .now) } ?? record.lifecycle.info(now: .now)
     }
 
     /// About `memoryHeadroom` × the model's size must be available, else 507 `INSUFFICIENT_RAM`.
@@ -141,67 +172,25 @@ public final class WorkerSupervisor: Sendable {
         }
     }
 
-    /// Starts the worker process for a reserved record.
-    private func launch(_ workerID: String, port: Int, modelPath: String, request: WorkerSpawnRequest, device: String) throws(RbeeError)
-        -> HiveWorkerInfo
-    {
-        let url = "http://127.0.0.1:\(port)"
-        var arguments = [
-            "--model", modelPath, "--port", "\(port)", "--worker-id", workerID,
-            "--heartbeat-secs", "\(Double(settings.heartbeatInterval.milliseconds) / 1000)",
-            "--loading-timeout-secs", "\(Double(settings.loadingTimeout.milliseconds) / 1000)",
-        ]
-        if let callback = hiveURL.withLock({ $0 }) { arguments += ["--hive-url", callback] }
-        if let parallel = request.parallel { arguments += ["--parallel", "\(parallel)"] }
-        if let ctx = request.ctxSize { arguments += ["--ctx-size", "\(ctx)"] }
-        if device.hasPrefix("cuda:") { arguments += ["--gpu-layers", "999"] }
-        var environment = ProcessInfo.processInfo.environment
-        // The token goes through the environment, never argv.
-        if let token { environment["RBEE_API_TOKEN"] = token.value }
-
-        let box = ProcessBox()
-        do {
-            try box.start(executable: settings.workerBinary, arguments: arguments, environment: environment) { [weak self] status in
-                self?.exited(workerID, status: status)
+    /// A record with a port of the range no worker holds and that can be bound now. The bind test
+    /// runs outside the lock; the record is created only if no other spawn took the port meanwhile.
+    private func reserve(_ workerID: String, modelID: String, progressURL: String?) throws(RbeeError) -> Record {
+        let taken = state.withLock { state in Set(state.records.values.map(\.lifecycle.port)) }
+        for port in settings.ports where !taken.contains(port) && Self.isFree(port: port) {
+            let url = "http://127.0.0.1:\(port)"
+            let record = Record(
+                lifecycle: WorkerLifecycle(
+                    workerID: workerID, modelID: modelID, port: port, url: url, progressURL: progressURL ?? url + "/v1/loading/progress",
+                    timers: settings.timers, now: .now))
+            let outcome: Result<Bool, RbeeError> = state.withLock { state in
+                guard !state.closing else { return .failure(RbeeError(.unavailable, "the hive is shutting down", retryAfter: 1)) }
+                guard !state.records.values.contains(where: { $0.lifecycle.port == port }) else { return .success(false) }
+                state.records[workerID] = record
+                return .success(true)
             }
-        } catch {
-            records.withLock { _ = $0.removeValue(forKey: workerID) }
-            throw RbeeError(.internalError, "cannot start \(settings.workerBinary): \(error)")
+            if try outcome.get() { return record }
         }
-        let info = records.withLock { records -> HiveWorkerInfo? in
-            guard var record = records[workerID] else { return nil }
-            record.process = box
-            record.startedAt = .now
-            record.info.pid = box.pid
-            record.info.progressURL = url + "/v1/loading/progress"
-            if record.info.state == .starting { record.info.state = .loading }
-            records[workerID] = record
-            return record.info
-        }
-        logger.info("worker spawned", metadata: ["worker_id": "\(workerID)", "model_path": "\(modelPath)", "pid": "\(box.pid)", "url": "\(url)"])
-        return info ?? HiveWorkerInfo(
-            workerID: workerID, modelID: "", url: url, progressURL: url + "/v1/loading/progress", pid: box.pid,
-            state: .failed, slotsTotal: 0, slotsBusy: 0, queueDepth: 0, lastHeartbeatSAgo: nil, restarts: 0, exit: nil, error: nil,
-            stderrTail: box.stderrTail)
-    }
-
-    /// A port in the range that no worker holds and that can be bound now; the record is created
-    /// in the same step so two spawns never get the same port.
-    private func reservePort(for workerID: String, modelID: String) -> Int? {
-        records.withLock { records in
-            let taken = Set(records.values.map(\.port))
-            for port in settings.ports where !taken.contains(port) && Self.isFree(port: port) {
-                let url = "http://127.0.0.1:\(port)"
-                let now = ContinuousClock.now
-                records[workerID] = Record(
-                    info: HiveWorkerInfo(
-                        workerID: workerID, modelID: modelID, url: url, progressURL: url + "/v1/loading/progress", pid: nil, state: .starting,
-                        slotsTotal: 0, slotsBusy: 0, queueDepth: 0, lastHeartbeatSAgo: nil, restarts: 0, exit: nil, error: nil, stderrTail: nil),
-                    process: nil, startedAt: now, lastHeartbeat: nil, lastActivity: now, lastProbe: now, port: port)
-                return port
-            }
-            return nil
-        }
+        throw RbeeError(.unavailable, "no free port in \(settings.ports)", retryAfter: 5)
     }
 
     static func isFree(port: Int) -> Bool {
@@ -217,100 +206,159 @@ public final class WorkerSupervisor: Sendable {
         }
     }
 
+    // MARK: A worker's task
+
+    private func runWorker(_ job: Job) async {
+        guard let record = state.withLock({ $0.records[job.workerID] }) else { return }
+        defer {
+            // Whoever waits for the launch hears of it, however this ended.
+            record.launched.publish(.failure(RbeeError(.cancelled, "the worker ended before it started", details: ["worker_id": .string(job.workerID)])))
+            record.ended.request()
+        }
+        let modelPath: String
+        switch job.model {
+        case .path(let path):
+            modelPath = path
+        case .download(let downloadID):
+            do throws(RbeeError) {
+                modelPath = try await waitForModel(downloadID, stop: record.stop)
+                try checkMemory(modelID: record.lifecycle.modelID, modelPath: modelPath)
+            } catch {
+                logger.error("worker could not start", metadata: ["worker_id": "\(job.workerID)", "error": "\(error)"])
+                update(job.workerID) { $0.modelFailed(error) }
+                record.launched.publish(.failure(error))
+                return
+            }
+        }
+        let closing = state.withLock { $0.closing }
+        guard !closing, !Task.isCancelled, update(job.workerID, { $0.modelArrived(path: modelPath) })?.contains(.launch(modelPath: modelPath)) == true
+        else {
+            let error = RbeeError(.cancelled, "the worker was stopped before it started", details: ["worker_id": .string(job.workerID)])
+            update(job.workerID) { $0.modelFailed(error) }
+            record.launched.publish(.failure(error))
+            return
+        }
+        await launch(job, modelPath: modelPath, record: record)
+    }
+
+    /// The download's end: the model's path, or why there is none.
+    private func waitForModel(_ downloadID: String, stop: ShutdownSwitch) async throws(RbeeError) -> String {
+        let events = provisioner.tracker.subscribe(downloadID) ?? AsyncStream(DownloadProgress.self) { $0.finish() }
+        let terminal = await withTaskGroup(of: DownloadProgress?.self) { group in
+            group.addTask { await events.first { $0.isTerminal } }
+            group.addTask {
+                await stop.wait()
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        switch terminal {
+        case .complete(let path, _, _)?: return path
+        case .failed(let error)?: throw error
+        default: throw RbeeError(.cancelled, "the worker was stopped while its model downloaded")
+        }
+    }
+
+    private func launch(_ job: Job, modelPath: String, record: Record) async {
+        let port = record.lifecycle.port
+        let url = "http://127.0.0.1:\(port)"
+        let binary: String
+        do throws(RbeeError) {
+            if let configured = settings.workerBinary { binary = configured } else { binary = try ProgramDirectory.program("llm-worker-rbee") }
+        } catch {
+            update(job.workerID) { $0.launchFailed(error) }
+            record.launched.publish(.failure(error))
+            return
+        }
+        var arguments = [
+            "--model", modelPath, "--port", "\(port)", "--worker-id", job.workerID,
+            "--heartbeat-secs", "\(Double(settings.heartbeatInterval.milliseconds) / 1000)",
+            "--loading-timeout-secs", "\(Double(settings.loadingTimeout.milliseconds) / 1000)",
+        ]
+        if let callback = hiveURL.withLock({ $0 }) { arguments += ["--hive-url", callback] }
+        if let parallel = job.request.parallel { arguments += ["--parallel", "\(parallel)"] }
+        if let ctx = job.request.ctxSize { arguments += ["--ctx-size", "\(ctx)"] }
+        if job.device.hasPrefix("cuda:") { arguments += ["--gpu-layers", "999"] }
+        // The token goes through the environment, never argv.
+        let process = ChildProcess(
+            executable: binary, arguments: arguments, environment: ["RBEE_API_TOKEN": token?.value], grace: settings.stopGrace)
+        do throws(RbeeError) {
+            let termination = try await process.run(stop: record.stop) { [self] pid in
+                update(job.workerID) { $0.launched(pid: pid, progressURL: url + "/v1/loading/progress", now: .now) }
+                logger.info("worker spawned", metadata: ["worker_id": "\(job.workerID)", "model_path": "\(modelPath)", "pid": "\(pid)", "url": "\(url)"])
+                record.launched.publish(.success(()))
+            }
+            let (actions, expected) =
+                state.withLock { state -> ([WorkerLifecycle.Action], Bool) in
+                    guard var lifecycle = state.records[job.workerID]?.lifecycle else { return ([], true) }
+                    let expected = if case .stopping = lifecycle.phase { true } else { false }
+                    let actions = lifecycle.exited(status: termination.status, stderrTail: termination.stderrTail)
+                    state.records[job.workerID]?.lifecycle = lifecycle
+                    return (actions, expected)
+                }
+            if expected {
+                logger.info("worker stopped", metadata: ["worker_id": "\(job.workerID)", "exit": "\(termination.status)"])
+            } else {
+                logger.error(
+                    "worker crashed", metadata: ["worker_id": "\(job.workerID)", "exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])
+            }
+            perform(actions, for: job.workerID)
+        } catch {
+            logger.error("worker could not start", metadata: ["worker_id": "\(job.workerID)", "error": "\(error)"])
+            update(job.workerID) { $0.launchFailed(error) }
+            record.launched.publish(.failure(error))
+        }
+    }
+
     // MARK: Reports from workers
 
     /// `POST /v1/workers/ready`. Unknown workers get false (404), so orphans give up.
     func ready(_ report: WorkerReadyReport) -> Bool {
-        records.withLock { records in
-            guard var record = records[report.workerID] else { return false }
-            record.info.state = report.state == .error ? .failed : .ready
-            record.info.error = report.error
-            record.info.slotsTotal = report.slotsTotal
-            record.lastHeartbeat = .now
-            record.lastActivity = .now
-            records[report.workerID] = record
-            return true
-        }.also { known in
-            guard known else { return }
-            if report.state == .error {
-                logger.error("worker failed to load", metadata: ["worker_id": "\(report.workerID)", "error": "\(report.error ?? "")"])
-                // A worker without a model only answers 503: end its process, keep the record.
-                Task { _ = await self.stop(report.workerID, reason: "failed to load") }
-            } else {
-                logger.info("worker ready", metadata: ["worker_id": "\(report.workerID)"])
-            }
+        guard let actions = update(report.workerID, { $0.reportedReady(slotsTotal: report.slotsTotal, failure: report.error, now: .now) }) else {
+            return false
         }
+        if let error = report.error {
+            logger.error("worker failed to load", metadata: ["worker_id": "\(report.workerID)", "error": "\(error)"])
+        } else {
+            logger.info("worker ready", metadata: ["worker_id": "\(report.workerID)"])
+        }
+        perform(actions, for: report.workerID)
+        return true
     }
 
     /// `POST /v1/workers/heartbeat`.
     func heartbeat(_ beat: WorkerHeartbeat) -> Bool {
-        records.withLock { records in
-            guard var record = records[beat.workerID], record.info.state != .stopped, record.info.state != .failed else { return false }
-            record.lastHeartbeat = .now
-            record.info.slotsTotal = beat.slotsTotal
-            record.info.slotsBusy = beat.slotsBusy
-            record.info.queueDepth = beat.queueDepth
-            let jobs = beat.jobsAccepted ?? record.jobsAccepted
-            if jobs != record.jobsAccepted || beat.slotsBusy > 0 || beat.queueDepth > 0 { record.lastActivity = .now }
-            record.jobsAccepted = jobs
-            records[beat.workerID] = record
-            return true
-        }
+        update(beat.workerID) {
+            $0.heartbeat(slotsTotal: beat.slotsTotal, slotsBusy: beat.slotsBusy, queueDepth: beat.queueDepth, jobsAccepted: beat.jobsAccepted, now: .now)
+        } ?? false
     }
 
-    // MARK: Ending
+    // MARK: Stopping
 
-    private func exited(_ workerID: String, status: String) {
-        let (expected, tail): (Bool, String?) = records.withLock { records in
-            guard var record = records[workerID] else { return (true, nil) }
-            record.info.exit = status
-            record.info.stderrTail = record.process?.stderrTail
-            if record.stopRequested {
-                if record.info.state != .failed { record.info.state = .stopped }
-            } else {
-                record.info.state = .failed
-                record.info.error = record.info.error ?? "WORKER_CRASHED: the worker process ended (\(status))"
-            }
-            records[workerID] = record
-            return (record.stopRequested, record.info.stderrTail)
-        }
-        if expected {
-            logger.info("worker stopped", metadata: ["worker_id": "\(workerID)", "exit": "\(status)"])
-        } else {
-            logger.error("worker crashed", metadata: ["worker_id": "\(workerID)", "exit": "\(status)", "stderr_tail": "\(tail ?? "")"])
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after the grace period; returns once the process has ended.
-    public func stop(_ workerID: String, reason: String) async -> Bool {
-        let (known, box): (Bool, ProcessBox?) = records.withLock { records in
-            guard var record = records[workerID] else { return (false, nil) }
-            record.stopRequested = true
-            if record.info.state != .failed && record.info.state != .stopped {
-                // Still waiting for its model: there is no process to stop.
-                record.info.state = record.process == nil ? .stopped : .stopping
-            }
-            records[workerID] = record
-            return (true, record.process)
-        }
-        guard let box else { return known }
-        logger.info("stopping worker", metadata: ["worker_id": "\(workerID)", "reason": "\(reason)"])
-        await box.stop(grace: settings.stopGrace, logger: logger)
+    /// Stops a worker (SIGTERM, then SIGKILL after the grace period) and returns once it has
+    /// ended; `forget` removes it from the list afterwards. False for an unknown worker.
+    public func stop(_ workerID: String, reason: String, forget: Bool = true) async -> Bool {
+        guard let record = state.withLock({ $0.records[workerID] }) else { return false }
+        let actions = update(workerID) { $0.stopRequested(reason: reason, forget: forget) } ?? []
+        // Also ends a wait for the worker's model, which has no process to stop.
+        record.stop.request()
+        perform(actions, for: workerID)
+        await record.ended.wait()
         return true
     }
 
-    /// Forgets a worker that has ended.
-    func remove(_ workerID: String) {
-        records.withLock { _ = $0.removeValue(forKey: workerID) }
-    }
-
-    /// Stops every worker in parallel; logs progress n/N.
+    /// The hive shuts down: no worker starts from now on, and every one stops, in parallel.
     public func stopAll() async {
-        let ids = records.withLock { Array($0.keys) }
+        let ids = state.withLock { state in
+            state.closing = true
+            return Array(state.records.keys)
+        }
         guard !ids.isEmpty else { return }
         await withTaskGroup(of: Void.self) { group in
             for id in ids {
-                group.addTask { _ = await self.stop(id, reason: "hive shutdown") }
+                group.addTask { _ = await self.stop(id, reason: "hive shutdown", forget: false) }
             }
             var stopped = 0
             for await _ in group {
@@ -320,68 +368,34 @@ public final class WorkerSupervisor: Sendable {
         }
     }
 
-    // MARK: Watching
+    // MARK: Carrying out decisions
 
-    /// Runs until cancelled: checks every worker once a second.
-    func watch(client: HTTPClient) async {
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
-            await checkAll(client: client)
+    /// Applies an event to a worker's lifecycle; nil for an unknown worker.
+    @discardableResult
+    private func update<T>(_ workerID: String, _ event: (inout WorkerLifecycle) -> T) -> T? {
+        state.withLock { state in
+            guard var lifecycle = state.records[workerID]?.lifecycle else { return nil }
+            let result = event(&lifecycle)
+            state.records[workerID]?.lifecycle = lifecycle
+            return result
         }
     }
 
-    private func checkAll(client: HTTPClient) async {
-        let now = ContinuousClock.now
-        let snapshot = records.withLock { $0 }
-        for (id, record) in snapshot {
-            switch record.info.state {
-            case .loading where now - record.startedAt > settings.loadingTimeout:
-                setError(id, "LOADING_TIMEOUT: not loaded within \(settings.loadingTimeout)")
-                _ = await stop(id, reason: "loading timeout")
-            case .ready:
-                let silent = now - (record.lastHeartbeat ?? record.startedAt)
-                if silent > settings.heartbeatInterval * 3 {
-                    _ = await stop(id, reason: "no heartbeat for \(silent)")
-                    remove(id)
-                } else if now - record.lastActivity > settings.idleTimeout {
-                    _ = await stop(id, reason: "idle for \(settings.idleTimeout)")
-                    remove(id)
-                } else if now - record.lastProbe >= settings.healthProbeInterval {
-                    let healthy = await probe(record.info.url, client: client)
-                    let failures = records.withLock { records -> Int in
-                        guard var record = records[id] else { return 0 }
-                        record.lastProbe = .now
-                        record.probeFailures = healthy ? 0 : record.probeFailures + 1
-                        records[id] = record
-                        return record.probeFailures
-                    }
-                    if failures >= 3 {
-                        _ = await stop(id, reason: "3 failed health probes")
-                        remove(id)
-                    }
-                }
-            case .stopped:
-                remove(id)
-            default:
+    private func perform(_ actions: [WorkerLifecycle.Action], for workerID: String) {
+        for action in actions {
+            switch action {
+            case .stop(let reason):
+                logger.info("stopping worker", metadata: ["worker_id": "\(workerID)", "reason": "\(reason)"])
+                state.withLock { $0.records[workerID]?.stop }?.request()
+            case .probe:
+                guard let url = state.withLock({ $0.records[workerID]?.lifecycle.url }) else { continue }
+                workContinuation.yield(.probe(workerID: workerID, url: url))
+            case .forget:
+                state.withLock { _ = $0.records.removeValue(forKey: workerID) }
+            case .launch:
+                // Only a worker's own task launches it (`runWorker`).
                 break
             }
         }
-    }
-
-    private func setError(_ id: String, _ message: String) {
-        records.withLock { $0[id]?.info.error = message }
-    }
-
-    private func probe(_ url: String, client: HTTPClient) async -> Bool {
-        guard let response = try? await client.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(3)) else { return false }
-        _ = try? await response.body.collect(upTo: 64 * 1024)
-        return response.status.code == 200
-    }
-}
-
-extension Bool {
-    fileprivate func also(_ body: (Bool) -> Void) -> Bool {
-        body(self)
-        return self
     }
 }

@@ -48,26 +48,23 @@ public final class Engine: Sendable {
         self.loading = ProgressBroadcast(
             initial: .loading(layersLoaded: 0, layersTotal: layers, vramMB: 0, ramMB: 0), isTerminal: { $0.isTerminal })
         self.shared = Mutex(Shared())
-        if let interval = configuration.keepAliveInterval {
-            Task { [weak self] in
-                while true {
-                    try? await Task.sleep(for: interval)
-                    guard let self, self.tickKeepAlive() else { return }
-                }
-            }
-        }
     }
 
-    /// Sends a keep-alive into every queued and running job's stream; one ticker serves them all,
-    /// off the engine thread, so streams also tick while the model loads. Returns false once the
-    /// engine has stopped.
-    private func tickKeepAlive() -> Bool {
-        let (jobs, stopped): ([GenerationJob], Bool) = shared.withLock { state in
-            if case .stopped = state.phase { return ([], true) }
-            return (Array(state.pending) + Array(state.active.values), false)
+    /// Sends a keep-alive into every queued and running job's stream every
+    /// `configuration.keepAliveInterval`, until the calling task is cancelled or the engine has
+    /// stopped. One ticker serves every stream, off the engine thread, so streams also tick while
+    /// the model loads; its owner is whoever runs the engine (`EngineService`).
+    public func runKeepAlives() async {
+        guard let interval = configuration.keepAliveInterval else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            let (jobs, stopped): ([GenerationJob], Bool) = shared.withLock { state in
+                if case .stopped = state.phase { return ([], true) }
+                return (Array(state.pending) + Array(state.active.values), false)
+            }
+            if stopped { return }
+            for job in jobs { job.continuation.yield(.keepAlive) }
         }
-        for job in jobs { job.continuation.yield(.keepAlive) }
-        return !stopped
     }
 
     /// Starts the engine thread: it loads the model, then serves the queue until `shutdown`.
@@ -91,7 +88,9 @@ public final class Engine: Sendable {
 
     /// Accepts a request and returns its event stream at once. Throws `ALL_SLOTS_BUSY` (with
     /// `Retry-After`) when the queue is full, `UNAVAILABLE` while draining or after a failed load,
-    /// `CONTEXT_LENGTH_EXCEEDED` or `INVALID_REQUEST` when the prompt cannot run.
+    /// `CONTEXT_LENGTH_EXCEEDED` or `INVALID_REQUEST` when the prompt cannot run, and 409
+    /// `JOB_EXISTS` when a job of that id is queued or running (checked in the same step as it is
+    /// enqueued, so of two concurrent requests with one id exactly one is refused).
     public func submit(_ request: InferenceRequest, jobID: String, deadline: ContinuousClock.Instant? = nil) async throws(RbeeError)
         -> AsyncStream<EngineOutput>
     {
@@ -111,6 +110,9 @@ public final class Engine: Sendable {
                 return RbeeError(.unavailable, "the model failed to load: \(error.message)")
             case .created, .loading, .ready:
                 break
+            }
+            guard state.active[jobID] == nil, !state.pending.contains(where: { $0.id == jobID }) else {
+                return RbeeError(.jobExists, "job_id \(jobID) is already queued or running", details: ["job_id": .string(jobID)])
             }
             guard state.pending.count < configuration.maxQueue else {
                 return RbeeError(
@@ -179,11 +181,6 @@ public final class Engine: Sendable {
         } else {
             wakeup.signal()
         }
-    }
-
-    /// Whether a job with this id is queued or running.
-    public func isKnown(jobID: String) -> Bool {
-        shared.withLock { state in state.active[jobID] != nil || state.pending.contains { $0.id == jobID } }
     }
 
     // MARK: Lifecycle

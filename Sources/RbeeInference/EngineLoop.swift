@@ -109,7 +109,7 @@ final class EngineLoop {
                 : error as? RbeeError ?? RbeeError(.modelLoadFailed, "\(error)")
             logger.error("model failed to load", metadata: ["error": "\(failure.message)"])
             engine.shared.withLock { $0.phase = .failed(failure) }
-            engine.loading.publish(.failed(code: failure.code.rawValue, message: failure.message))
+            engine.loading.publish(.failed(failure))
             return false
         }
     }

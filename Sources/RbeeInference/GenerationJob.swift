@@ -37,6 +37,6 @@ final class GenerationJob: Sendable {
     }
 
     func fail(_ error: RbeeError) {
-        finish(.error(code: error.code.rawValue, message: error.message))
+        finish(.error(error))
     }
 }

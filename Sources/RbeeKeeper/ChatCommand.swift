@@ -31,33 +31,27 @@ struct ChatCommand: AsyncParsableCommand {
         let printer = TaskPrinter(connection: queen.connection, status: status)
         // Ctrl-C stops the reply under way; with none, it leaves (a queen this command started
         // ends with it: it runs with --exit-with-parent).
-        let interrupts = Interrupts {
-            if printer.isRunning { Task { await printer.cancel() } } else { _exit(130) }
-        }
-        let session = try await Session.open(queen.connection, autoStart: !noStart, model: sampling.resolvedModel, status: status)
-        var lines = StandardInput.lines().makeAsyncIterator()
-        var messages: [JSONValue] = []
-        if let system { messages.append(.object(["role": "system", "content": .string(system)])) }
+        let interrupts = Interrupts(whenIdle: { _exit(130) }, isRunning: { printer.isRunning })
+        let system = self.system
+        let sampling = self.sampling
+        let verbose = self.verbose
         let interactive = isatty(STDIN_FILENO) == 1
-        var failure: RbeeError?
-        if interactive { status.write("chatting with \(sampling.resolvedModel); /bye to leave\n") }
-        while true {
-            if interactive { status.write(">>> ") }
-            guard let line = await lines.next() else { break }
-            let text = line.trimmingCharacters(in: .whitespaces)
-            if text == "/bye" { break }
-            if text.isEmpty { continue }
-            messages.append(.object(["role": "user", "content": .string(text)]))
-            do {
-                let outcome = try await printer.run(sampling.body(prompt: .array(messages), key: "messages"), showStats: verbose)
+        try await Session.run(queen.connection, autoStart: !noStart, model: sampling.resolvedModel, status: status) { _ in
+            var lines = StandardInput.lines().makeAsyncIterator()
+            var messages: [ChatMessage] = []
+            if let system { messages.append(ChatMessage(role: "system", content: system)) }
+            if interactive { status.write("chatting with \(sampling.resolvedModel); /bye to leave\n") }
+            while true {
+                if interactive { status.write(">>> ") }
+                guard let line = await lines.next() else { break }
+                let text = line.trimmingCharacters(in: .whitespaces)
+                if text == "/bye" { break }
+                if text.isEmpty { continue }
+                messages.append(ChatMessage(role: "user", content: text))
+                let outcome = try await printer.run(try sampling.request(.messages(messages)), cancelledBy: interrupts.events, showStats: verbose)
                 interrupts.reset()
-                messages.append(.object(["role": "assistant", "content": .string(outcome.text)]))
-            } catch {
-                failure = error
-                break
+                messages.append(ChatMessage(role: "assistant", content: outcome.text))
             }
         }
-        await session.close()
-        if let failure { throw failure }
     }
 }

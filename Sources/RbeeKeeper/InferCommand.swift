@@ -11,7 +11,7 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "0 (greedy) to 2.") var temperature: Double?
     @Option(name: .customLong("top-p"), help: "Nucleus sampling, 0-1.") var topP: Double?
     @Option(name: .customLong("top-k"), help: "Keep the k likeliest tokens.") var topK: Int?
-    @Option(help: "Fixed seed for reproducible output.") var seed: Int?
+    @Option(help: "Fixed seed for reproducible output (0-4294967294).") var seed: Int?
     @Option(help: "Stop at this text (repeatable, up to 4).") var stop: [String] = []
     @Flag(name: .customLong("ignore-eos"), help: "Generate exactly --max-tokens tokens (for benchmarks).") var ignoreEOS = false
 
@@ -20,20 +20,20 @@ struct SamplingOptions: ParsableArguments {
         if let temperature, !(0...2).contains(temperature) { throw ValidationError("--temperature must be 0…2") }
         if let topP, !(0...1).contains(topP) { throw ValidationError("--top-p must be 0…1") }
         if stop.count > 4 { throw ValidationError("at most 4 --stop strings") }
+        if let seed, !(0...Int(UInt32.max - 1)).contains(seed) { throw ValidationError("--seed must be 0…4294967294") }
     }
 
     var resolvedModel: String { model ?? Session.defaultModel }
 
-    func body(prompt: JSONValue, key: String) -> JSONValue {
-        var body: [String: JSONValue] = ["model": .string(resolvedModel), key: prompt, "max_tokens": .number(Double(maxTokens))]
-        if let hive { body["hive"] = .string(hive) }
-        if let temperature { body["temperature"] = .number(temperature) }
-        if let topP { body["top_p"] = .number(topP) }
-        if let topK { body["top_k"] = .number(Double(topK)) }
-        if let seed { body["seed"] = .number(Double(seed)) }
-        if !stop.isEmpty { body["stop"] = .array(stop.map { .string($0) }) }
-        if ignoreEOS { body["ignore_eos"] = .bool(true) }
-        return .object(body)
+    /// The task to send the queen: the request type the queen validates.
+    func request(_ prompt: PromptInput) throws(RbeeError) -> TaskRequest {
+        var parameters = SamplingParameters()
+        if let temperature { parameters.temperature = temperature }
+        if let topP { parameters.topP = topP }
+        if let topK { parameters.topK = topK }
+        parameters.seed = seed.map { UInt32(truncatingIfNeeded: $0) }
+        let inference = InferenceRequest(prompt: prompt, maxTokens: maxTokens, sampling: parameters, stop: stop, ignoreEOS: ignoreEOS)
+        return try TaskRequest(model: resolvedModel, hive: hive, inference: inference)
     }
 }
 
@@ -63,17 +63,17 @@ struct InferCommand: AsyncParsableCommand {
 
     func run() async throws {
         let status = StatusLine()
-        let session = try await Session.open(queen.connection, autoStart: !noStart, model: sampling.resolvedModel, status: status)
-        let printer = TaskPrinter(connection: session.connection, status: status)
-        let interrupts = Interrupts { Task { await printer.cancel() } }
-        let result: Result<TaskPrinter.Outcome, RbeeError>
+        let request = try sampling.request(.text(prompt))
+        let interrupts = Interrupts()
+        let printer = TaskPrinter(connection: queen.connection, status: status)
         do {
-            result = .success(try await printer.run(sampling.body(prompt: .string(prompt), key: "prompt")))
+            _ = try await Session.run(queen.connection, autoStart: !noStart, model: sampling.resolvedModel, status: status) { [events = interrupts.events] _ in
+                try await printer.run(request, cancelledBy: events)
+            }
         } catch {
-            result = .failure(error)
+            if interrupts.interrupted { throw ExitCode(130) }
+            throw error
         }
-        await session.close()
         if interrupts.interrupted { throw ExitCode(130) }
-        if case .failure(let error) = result { throw error }
     }
 }

@@ -36,26 +36,23 @@ struct ModelsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let status = StatusLine()
-            let session = try await Session.open(queen.connection, autoStart: true, model: model, status: status)
-            let result: Result<String, RbeeError>
-            do { result = .success(try await pull(session.connection, status: status)) } catch { result = .failure(error) }
-            await session.close()
-            status.write(try result.get() + "\n")
+            let line = try await Session.run(queen.connection, autoStart: true, model: model, status: status) { session in
+                try await pull(session.connection, status: status)
+            }
+            status.write(line + "\n")
         }
 
         func pull(_ connection: QueenConnection, status: StatusLine) async throws(RbeeError) -> String {
             let body = try? JSONEncoder().encode(PullRequest(model: model, hive: hive))
-            var reader: EventStreamReader
+            let reader: EventStreamReader
             do {
                 reader = try await connection.client.stream(.POST, connection.url + "/v1/models/pull", json: body, timeout: .seconds(60))
             } catch {
                 throw connection.explained(error)
             }
             do {
-                while let message = try await reader.next() {
-                    guard case .data(let json) = message, json != "[DONE]",
-                        let event = try? JSONDecoder().decode(PullEvent.self, from: Data(json.utf8))
-                    else { continue }
+                for try await message in reader.events(of: PullEvent.self) {
+                    guard case .event(let event) = message else { continue }
                     switch event.progress {
                     case .downloading(let bytes, let total, let speed, let eta):
                         var line = "pulling \(event.model) on \(event.hive) "
@@ -71,9 +68,9 @@ struct ModelsCommand: AsyncParsableCommand {
                     case .complete(_, _, let size):
                         status.clear()
                         return "\(event.model) is on \(event.hive)" + (size > 0 ? " (\(StatusLine.megabytes(size)))" : " (already there)")
-                    case .failed(let code, let message):
+                    case .failed(let error):
                         status.clear()
-                        throw RbeeError(ErrorCode(rawValue: code) ?? .downloadFailed, message)
+                        throw error
                     }
                 }
             } catch let error as RbeeError {

@@ -23,9 +23,8 @@ struct QueenCommand: AsyncParsableCommand {
             }
             guard connection.isLocal else { throw RbeeError(.unavailable, "only a queen on this machine can be started; \(connection.url) is not") }
             let defaultDirectory = URL(fileURLWithPath: String(Session.defaultModel.dropFirst(5))).deletingLastPathComponent().path
-            let started = try await StartedQueen.start(
-                connection, private: false, modelDirectories: modelDirectories + [defaultDirectory], status: StatusLine())
-            FileHandle.standardOutput.write(Data("\(started.pid)\n".utf8))
+            let pid = try await DetachedQueen.start(connection, modelDirectories: modelDirectories + [defaultDirectory], status: StatusLine())
+            FileHandle.standardOutput.write(Data("\(pid)\n".utf8))
         }
     }
 

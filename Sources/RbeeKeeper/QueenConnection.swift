@@ -62,63 +62,45 @@ public struct QueenConnection: Sendable {
     }
 }
 
-/// A `queen-rbee` this command started; `stop()` ends it (it stops the hive it started, which
-/// stops its workers).
-public final class StartedQueen: Sendable {
-    let box: ProcessBox
-    let url: String
-
-    init(box: ProcessBox, url: String) {
-        self.box = box
-        self.url = url
-    }
-
-    /// Starts `queen-rbee` (next to this executable) for `connection` and waits for its health
-    /// with a status line on stderr. `private`: a fresh local hive on a free port that ends with
-    /// this process; otherwise the queen is left running for others.
-    static func start(_ connection: QueenConnection, private isPrivate: Bool, modelDirectories: [String], status: StatusLine) async throws(RbeeError)
-        -> StartedQueen
-    {
-        let binary = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
-            .appendingPathComponent("queen-rbee").path
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw RbeeError(.unavailable, "no queen answers at \(connection.url), and \(binary) is not there to start one")
+/// `rbee queen start`: a `queen-rbee` that outlives this command (it ignores SIGHUP), its log in
+/// `$RBEE_HOME/logs/queen.log`. Returns its pid once it answers.
+enum DetachedQueen {
+    static func start(_ connection: QueenConnection, modelDirectories: [String], status: StatusLine) async throws(RbeeError) -> Int32 {
+        let binary: String
+        do { binary = try ProgramDirectory.program("queen-rbee") } catch {
+            throw RbeeError(.unavailable, "cannot start a queen: \(error.message)")
         }
         let logDirectory = connection.home + "/logs"
         try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         let log = logDirectory + "/queen.log"
         var arguments = ["--port", "\(connection.port)", "--home", connection.home]
-        if isPrivate { arguments += ["--exit-with-parent", "--local-hive-port", "0"] }
-        for directory in Set(modelDirectories) { arguments += ["--model-dir", directory] }
-        let box = ProcessBox()
+        for directory in Set(modelDirectories).sorted() { arguments += ["--model-dir", directory] }
         status.show("starting queen-rbee on \(connection.url)…")
         let began = ContinuousClock.now
-        do {
-            try box.start(executable: binary, arguments: arguments, environment: ProcessInfo.processInfo.environment, logFile: log) { _ in }
-        } catch {
-            throw RbeeError(.unavailable, "cannot start \(binary): \(error)")
-        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: log) else { throw RbeeError(.unavailable, "cannot write \(log)") }
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch { throw RbeeError(.unavailable, "cannot start \(binary): \(error)") }
         let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
-            if box.hasEnded {
+            if !process.isRunning {
                 status.clear()
                 throw RbeeError(.unavailable, "queen-rbee exited while starting; see \(log)")
             }
             if await connection.health(timeout: .milliseconds(500)) != nil {
                 status.done(String(format: "queen-rbee ready on %@ (%.1f s)", connection.url, (ContinuousClock.now - began).milliseconds / 1000))
-                return StartedQueen(box: box, url: connection.url)
+                return process.processIdentifier
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
-        await box.stop(grace: .seconds(5), logger: .init(label: "rbee"))
+        process.terminate()
         status.clear()
         throw RbeeError(.unavailable, "queen-rbee did not answer within 30 s; see \(log)")
-    }
-
-    var pid: Int32 { box.pid }
-
-    /// SIGTERM and wait: the queen stops its local hive, the hive its workers.
-    func stop() async {
-        await box.stop(grace: .seconds(30), logger: .init(label: "rbee"))
     }
 }

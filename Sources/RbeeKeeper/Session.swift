@@ -1,15 +1,17 @@
 import Foundation
 import RbeeAPI
+import RbeeHTTP
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A command's use of the queen: the running one, or one it started (and stops at the end).
+/// A command's use of the queen: the running one, or a private one it starts for the command's
+/// duration. A private queen runs as a child task of the command (`ChildProcess`), so it ends with
+/// it — it stops the hive it started, which stops its workers — whatever way the command ends.
 struct Session: Sendable {
     let connection: QueenConnection
-    let started: StartedQueen?
 
     /// The default model: RBEE_MODEL, else the Gemma 3 270M file `scripts/fetch-model.sh` assembles
     /// from PyPI into the cache.
@@ -20,52 +22,114 @@ struct Session: Sendable {
         return "file:" + cache + "/models/gemma-3-270m-q4_k_m.gguf"
     }
 
-    /// Uses the queen at `connection`, or starts a private one when none answers and it is local.
-    static func open(_ connection: QueenConnection, autoStart: Bool, model: String?, status: StatusLine) async throws(RbeeError) -> Session {
-        if await connection.health() != nil { return Session(connection: connection, started: nil) }
+    /// Runs `body` with the queen at `connection`, or — when none answers, it is local and
+    /// `autoStart` — with a private one started for it and stopped afterwards.
+    static func run<T: Sendable>(
+        _ connection: QueenConnection, autoStart: Bool, model: String?, status: StatusLine, _ body: @Sendable (Session) async throws -> T
+    ) async throws -> T {
+        let session = Session(connection: connection)
+        if await connection.health() != nil { return try await body(session) }
         guard autoStart, connection.isLocal else { throw connection.explained(RbeeError(.unavailable, "")) }
         var directories = [URL(fileURLWithPath: String(defaultModel.dropFirst(5))).deletingLastPathComponent().path]
         if let model, model.hasPrefix("file:") {
             directories.append(URL(fileURLWithPath: String(model.dropFirst(5))).deletingLastPathComponent().path)
         }
-        let started = try await StartedQueen.start(connection, private: true, modelDirectories: directories, status: status)
-        return Session(connection: connection, started: started)
-    }
-
-    /// Stops what this command started, and only that.
-    func close() async {
-        await started?.stop()
+        let queen = try PrivateQueen(connection, modelDirectories: directories)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await queen.run() }
+            try await queen.waitReady(status: status)
+            let result = try await body(session)
+            queen.stop.request()
+            try await group.waitForAll()
+            return result
+        }
     }
 }
 
-/// Ctrl-C while a task runs: cancel it on the queen (the worker frees the slot), then exit 130.
-/// A second Ctrl-C exits at once.
-final class Interrupts {
-    private final class Count: Sendable {
-        let value = Mutex(0)
+/// A `queen-rbee` started for one command: a fresh local hive on a free port, ending with it.
+final class PrivateQueen: Sendable {
+    let connection: QueenConnection
+    let process: ChildProcess
+    let log: String
+    let stop = ShutdownSwitch()
+    private let ended = Mutex<String?>(nil)
+
+    init(_ connection: QueenConnection, modelDirectories: [String]) throws(RbeeError) {
+        self.connection = connection
+        let binary: String
+        do {
+            binary = try ProgramDirectory.program("queen-rbee")
+        } catch {
+            throw RbeeError(.unavailable, "no queen answers at \(connection.url), and none can be started: \(error.message)")
+        }
+        let logDirectory = connection.home + "/logs"
+        try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        log = logDirectory + "/queen.log"
+        var arguments = ["--port", "\(connection.port)", "--home", connection.home, "--exit-with-parent", "--local-hive-port", "0"]
+        for directory in Set(modelDirectories).sorted() { arguments += ["--model-dir", directory] }
+        process = ChildProcess(executable: binary, arguments: arguments, logFile: log, grace: .seconds(30))
     }
 
-    private let source: any DispatchSourceSignal
-    private let count = Count()
+    func run() async throws {
+        let termination = try await process.run(stop: stop)
+        ended.withLock { $0 = termination.status }
+    }
 
-    init(onInterrupt: @escaping @Sendable () -> Void) {
+    /// Waits for the queen's health, with a status line on stderr.
+    func waitReady(status: StatusLine) async throws(RbeeError) {
+        status.show("starting queen-rbee on \(connection.url)…")
+        let began = ContinuousClock.now
+        let deadline = began + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if let exit = ended.withLock({ $0 }) {
+                status.clear()
+                throw RbeeError(.unavailable, "queen-rbee exited while starting (\(exit)); see \(log)")
+            }
+            if await connection.health(timeout: .milliseconds(500)) != nil {
+                status.done(String(format: "queen-rbee ready on %@ (%.1f s)", connection.url, (ContinuousClock.now - began).milliseconds / 1000))
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        status.clear()
+        stop.request()
+        throw RbeeError(.unavailable, "queen-rbee did not answer within 30 s; see \(log)")
+    }
+}
+
+/// Ctrl-C while a task runs: the command cancels it on the queen (the worker frees the slot),
+/// then exits 130. A second Ctrl-C exits at once.
+final class Interrupts: Sendable {
+    /// One element per Ctrl-C; the command that runs the task reads them.
+    let events: AsyncStream<Void>
+    /// Configured and resumed in `init` and never touched again: it is only kept alive here, so
+    /// no two threads ever use it.
+    nonisolated(unsafe) private let source: any DispatchSourceSignal
+    private let count = Mutex(0)
+
+    /// `whenIdle`: what a Ctrl-C does when no task is running (nil: it is only counted).
+    init(whenIdle: (@Sendable () -> Void)? = nil, isRunning: @escaping @Sendable () -> Bool = { true }) {
         signal(SIGINT, SIG_IGN)
+        let (events, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.events = events
         source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        source.setEventHandler { [count] in
-            let seen = count.value.withLock { value in
+        source.setEventHandler { [weak self] in
+            guard let self else { return }
+            if !isRunning(), let whenIdle { return whenIdle() }
+            let seen = count.withLock { value in
                 value += 1
                 return value
             }
             if seen > 1 { _exit(130) }
-            onInterrupt()
+            continuation.yield()
         }
         source.resume()
     }
 
-    var interrupted: Bool { count.value.withLock { $0 > 0 } }
+    var interrupted: Bool { count.withLock { $0 > 0 } }
 
     /// Forgets earlier interrupts (chat: a Ctrl-C stopped one reply, the conversation goes on).
-    func reset() { count.value.withLock { $0 = 0 } }
+    func reset() { count.withLock { $0 = 0 } }
 }
 
 /// Lines of standard input, read on a thread of their own: a blocking read never holds a thread

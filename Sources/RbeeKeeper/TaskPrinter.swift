@@ -25,11 +25,26 @@ final class TaskPrinter: Sendable {
         var cancelled: Bool
     }
 
-    /// Streams `body` through `POST /v2/tasks`; throws the server's error.
-    func run(_ body: JSONValue, showStats: Bool = true) async throws(RbeeError) -> Outcome {
+    /// Streams `request` through `POST /v2/tasks`, cancelling it on the queen whenever
+    /// `interrupts` yields (Ctrl-C); throws the server's error.
+    func run(_ request: TaskRequest, cancelledBy interrupts: AsyncStream<Void>, showStats: Bool = true) async throws(RbeeError) -> Outcome {
+        do {
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { for await _ in interrupts { await self.cancel() } }
+                defer { group.cancelAll() }
+                return try await run(request, showStats: showStats)
+            }
+        } catch let error as RbeeError {
+            throw error
+        } catch {
+            throw RbeeError(.internalError, "\(error)")
+        }
+    }
+
+    private func run(_ request: TaskRequest, showStats: Bool) async throws(RbeeError) -> Outcome {
         let json: Data
-        do { json = try JSONEncoder().encode(body) } catch { throw RbeeError(.internalError, "cannot encode the request") }
-        var reader: EventStreamReader
+        do { json = try JSONEncoder().encode(request) } catch { throw RbeeError(.internalError, "cannot encode the request") }
+        let reader: EventStreamReader
         do {
             reader = try await connection.client.stream(.POST, connection.url + "/v2/tasks", json: json, timeout: .seconds(60))
         } catch {
@@ -40,16 +55,11 @@ final class TaskPrinter: Sendable {
         let began = ContinuousClock.now
         var text = ""
         var firstTokenAt: ContinuousClock.Instant?
-        var tokens = 0
-        var model = ""
-        if case .object(let fields) = body, case .string(let name)? = fields["model"] {
-            model = (try? ModelReference(parsing: name).derivedID) ?? name
-        }
+        var model = request.reference.derivedID
         var printedLoading = false
         do {
-            while let message = try await reader.next() {
-                guard case .data(let data) = message, data != "[DONE]" else { continue }
-                guard let event = try? JSONDecoder().decode(TaskEvent.self, from: Data(data.utf8)) else { continue }
+            for try await message in reader.events(of: TaskEvent.self) {
+                guard case .event(let event) = message else { continue }
                 switch event {
                 case .queued(let position):
                     if position == 1 { status.show("waiting for a worker…", force: true) }
@@ -68,9 +78,8 @@ final class TaskPrinter: Sendable {
                     status.show(line, force: total == bytes)
                 case .loading(let hive, _, let loaded, let total):
                     printedLoading = true
-                    let name = model.isEmpty ? "model" : model
                     status.show(
-                        "loading \(name) on \(hive) " + StatusLine.bar(total > 0 ? Double(loaded) / Double(total) : 0) + " \(loaded)/\(total) layers",
+                        "loading \(model) on \(hive) " + StatusLine.bar(total > 0 ? Double(loaded) / Double(total) : 0) + " \(loaded)/\(total) layers",
                         force: loaded == total || loaded == 0)
                 case .started(_, let name, let hive, _, _):
                     model = name
@@ -80,7 +89,6 @@ final class TaskPrinter: Sendable {
                         firstTokenAt = .now
                         status.clear()
                     }
-                    tokens += 1
                     text += piece
                     FileHandle.standardOutput.write(Data(piece.utf8))
                 case .end(let stats):
@@ -95,13 +103,15 @@ final class TaskPrinter: Sendable {
                                 stats.tokensPerSec, ttft, stats.promptTokens, note))
                     }
                     return Outcome(text: text, stats: stats, cancelled: stats.stopReason == .cancelled)
-                case .error(let code, let message):
+                case .error(let error):
                     status.clear()
                     Self.endLine(after: text)
-                    throw RbeeError(ErrorCode(rawValue: code) ?? .internalError, message)
+                    throw error
                 }
             }
         } catch let error as RbeeError {
+            status.clear()
+            Self.endLine(after: text)
             throw error
         } catch {
             status.clear()

@@ -2,23 +2,33 @@ import Foundation
 import Logging
 import RbeeAPI
 import RbeeHTTP
+import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The hive on this machine that the queen starts on demand when no hive is registered, and
-/// stops when it stops (a hive it finds already running is used, and left running).
-actor LocalHive {
+/// The hive on this machine that the queen starts when a request arrives and no hive is
+/// registered. Its process runs inside this service's `run`, so it cannot outlive the queen: the
+/// queen's drain stops it, and a queen that ends any other way takes it down with the service
+/// group (SIGTERM, then SIGKILL). A hive it finds already running is used, and left running.
+final class LocalHive: Service, Sendable {
     static let name = "localhost"
+    typealias Readiness = ProgressBroadcast<Result<String, RbeeError>>
 
     private let configuration: QueenConfiguration
     private let registry: HiveRegistry
     private let hives: HiveClient
     private let queenURL: @Sendable () async -> String
     private let logger: Logger
-    private var process: ProcessBox?
-    private var starting: Task<Void, any Error>?
+    /// The current start: every `ensure` waits on it; a failed one is replaced by the next call.
+    private let attempt = Mutex<Readiness?>(nil)
+    private let starts: AsyncStream<Readiness>
+    private let startRequests: AsyncStream<Readiness>.Continuation
+    private let stopRequest = ShutdownSwitch()
+    /// Set while a hive process runs; requested when it has ended.
+    private let running = Mutex<ShutdownSwitch?>(nil)
 
     init(
         configuration: QueenConfiguration, registry: HiveRegistry, hives: HiveClient, queenURL: @escaping @Sendable () async -> String,
@@ -29,83 +39,119 @@ actor LocalHive {
         self.hives = hives
         self.queenURL = queenURL
         self.logger = logger
+        (starts, startRequests) = AsyncStream.makeStream()
     }
 
     /// Returns once a local hive is registered (started by this call or an earlier one).
-    func ensure() async throws {
-        if let starting {
-            try await starting.value
+    func ensure() async throws(RbeeError) {
+        let readiness = attempt.withLock { current -> Readiness in
+            if let current, !Self.failed(current) { return current }
+            let next = Readiness(isTerminal: { _ in true })
+            current = next
+            startRequests.yield(next)
+            return next
+        }
+        for await result in readiness.subscribe() {
+            _ = try result.get()
             return
         }
-        let task = Task { try await launch() }
-        starting = task
-        do {
-            try await task.value
-        } catch {
-            starting = nil
-            throw error
-        }
+        throw RbeeError(.hiveUnreachable, "the queen is stopping; no local hive was started")
     }
 
-    private func launch() async throws {
+    private static func failed(_ readiness: Readiness) -> Bool {
+        if case .failure? = readiness.latest { true } else { false }
+    }
+
+    /// Stops the hive if this queen started it (it stops its workers first); returns once it ended.
+    func stop() async {
+        stopRequest.request()
+        if let ended = running.withLock({ $0 }) { await ended.wait() }
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { [self] in
+            for await readiness in starts {
+                await launch(reporting: readiness)
+                if stopRequest.isRequested { break }
+            }
+        }
+        // Nobody waits on a start that can no longer happen.
+        attempt.withLock { $0 }?.publish(.failure(RbeeError(.hiveUnreachable, "the queen is stopping")))
+    }
+
+    /// Starts a hive (or finds one) and, when this queen started it, runs it until it ends.
+    private func launch(reporting readiness: Readiness) async {
         var port = configuration.localHivePort
         if port != 0, let health = try? await hives.health(hiveURL: "http://127.0.0.1:\(port)", timeout: .seconds(2)) {
             logger.info("found a hive already running on this machine", metadata: ["port": "\(port)", "version": "\(health.version)"])
-            try await register(url: "http://127.0.0.1:\(port)", source: "api")
+            readiness.publish(await register(url: "http://127.0.0.1:\(port)", source: "api"))
+            return
+        }
+        let binary: String
+        do throws(RbeeError) {
+            if let configured = configuration.hiveBinary { binary = configured } else { binary = try ProgramDirectory.program("rbee-hive") }
+        } catch {
+            readiness.publish(.failure(RbeeError(.hiveUnreachable, "no hive is registered and none can be started here: \(error.message)", details: error.details)))
             return
         }
         if port == 0 { port = Self.freePort() ?? 7835 }
-        let binary =
-            configuration.hiveBinary
-            ?? URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent().appendingPathComponent("rbee-hive").path
-        guard FileManager.default.isExecutableFile(atPath: binary) else {
-            throw RbeeError(.hiveUnreachable, "no hive is registered and \(binary) cannot be started", details: ["hive_binary": .string(binary)])
-        }
         let url = "http://127.0.0.1:\(port)"
         var arguments = [
             "serve", "--port", "\(port)", "--name", Self.name, "--home", configuration.home, "--queen-url", await queenURL(),
             "--heartbeat-secs", "\(Double(configuration.hiveHeartbeatInterval.milliseconds) / 1000)", "--exit-with-parent",
         ]
         for directory in configuration.localHiveModelDirectories { arguments += ["--model-dir", directory] }
-        var environment = ProcessInfo.processInfo.environment
-        if let token = configuration.token { environment["RBEE_API_TOKEN"] = token.value }
         let logFile = configuration.home + "/queen/local-hive.log"
-        let box = ProcessBox()
-        try box.start(executable: binary, arguments: arguments, environment: environment, logFile: logFile) { [logger] status in
-            logger.warning("local hive exited", metadata: ["status": "\(status)"])
+        let process = ChildProcess(
+            executable: binary, arguments: arguments, environment: ["RBEE_API_TOKEN": configuration.token?.value], logFile: logFile,
+            grace: .seconds(15))
+        let ended = ShutdownSwitch()
+        running.withLock { $0 = ended }
+        defer {
+            running.withLock { $0 = nil }
+            ended.request()
         }
-        process = box
-        logger.info("started a local hive", metadata: ["pid": "\(box.pid)", "url": "\(url)", "log": "\(logFile)"])
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            if box.hasEnded {
-                throw RbeeError(.hiveUnreachable, "the local hive exited while starting; see \(logFile)", details: ["log": .string(logFile)])
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [logger, stopRequest] in
+                do throws(RbeeError) {
+                    let termination = try await process.run(stop: stopRequest) { pid in
+                        logger.info("started a local hive", metadata: ["pid": "\(pid)", "url": "\(url)", "log": "\(logFile)"])
+                    }
+                    logger.info("local hive exited", metadata: ["status": "\(termination.status)"])
+                    readiness.publish(.failure(RbeeError(.hiveUnreachable, "the local hive exited while starting (\(termination.status)); see \(logFile)")))
+                } catch {
+                    readiness.publish(.failure(RbeeError(.hiveUnreachable, "the local hive could not start: \(error.message)")))
+                }
             }
-            if (try? await hives.health(hiveURL: url, timeout: .seconds(1))) != nil {
-                try await register(url: url, source: "local")
-                return
+            // The hive answers once it listens; it registers itself with its first heartbeat, but
+            // the request that started it should not wait for that.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline, !readiness.isFinished {
+                if (try? await hives.health(hiveURL: url, timeout: .seconds(1))) != nil {
+                    readiness.publish(await register(url: url, source: "local"))
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(100))
             }
-            try await Task.sleep(for: .milliseconds(100))
+            if !readiness.isFinished {
+                readiness.publish(.failure(RbeeError(.hiveUnreachable, "the local hive did not answer within 30 s; see \(logFile)")))
+                stopRequest.request()
+            }
+            await group.waitForAll()
         }
-        await box.stop(grace: .seconds(5), logger: logger)
-        throw RbeeError(.hiveUnreachable, "the local hive did not answer within 30 s; see \(logFile)")
     }
 
-    private func register(url: String, source: String) async throws {
-        let workers = try await hives.workers(hiveURL: url)
-        let catalog = try await hives.models(hiveURL: url)
-        try await registry.heard(
-            name: Self.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
-            source: source)
-    }
-
-    /// Stops the hive if this queen started it (it stops its workers first).
-    func stop() async {
-        guard let process else { return }
-        self.process = nil
-        starting = nil
-        logger.info("stopping the local hive", metadata: ["pid": "\(process.pid)"])
-        await process.stop(grace: .seconds(15), logger: logger)
+    private func register(url: String, source: String) async -> Result<String, RbeeError> {
+        do throws(RbeeError) {
+            let workers = try await hives.workers(hiveURL: url)
+            let catalog = try await hives.models(hiveURL: url)
+            try await registry.heard(
+                name: Self.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
+                source: source)
+            return .success(url)
+        } catch {
+            return .failure(error)
+        }
     }
 
     static func freePort() -> Int? {

@@ -18,6 +18,7 @@ struct OpenAIFrames: AsyncSequence, Sendable {
     struct AsyncIterator: AsyncIteratorProtocol {
         var source: AsyncStream<TaskOutput>.AsyncIterator
         let frames: OpenAIFrames
+        let encoder = OpenAIWire.encoder()
         var done = false
         var sentRole = false
 
@@ -47,92 +48,32 @@ struct OpenAIFrames: AsyncSequence, Sendable {
             case .started:
                 guard frames.chat, !sentRole else { return nil }
                 sentRole = true
-                return frames.chunk(content: "", role: true, finishReason: nil, usage: nil)
+                return chunk(content: "", role: "assistant")
             case .token(let text, _):
-                return frames.chunk(content: text, role: false, finishReason: nil, usage: nil)
+                return chunk(content: text)
             case .end(let stats):
-                return frames.chunk(
-                    content: nil, role: false, finishReason: OpenAIFrames.finishReason(stats.stopReason),
-                    usage: frames.includeUsage ? stats : nil)
-            case .error(let code, let message):
-                return SSE.frame(OpenAIError(code: code, message: message))
+                return chunk(content: nil, finishReason: OpenAIWire.finishReason(stats.stopReason), usage: frames.includeUsage ? OpenAIWire.Usage(stats) : nil)
+            case .error(let error):
+                return OpenAIWire.frame(OpenAIWire.ErrorBody(error), encoder: encoder)
             }
+        }
+
+        private func chunk(content: String?, role: String? = nil, finishReason: String? = nil, usage: OpenAIWire.Usage? = nil) -> String {
+            if frames.chat {
+                let choice = OpenAIWire.ChatDelta(role: role, content: content, finishReason: finishReason)
+                return OpenAIWire.frame(
+                    OpenAIWire.Completion(
+                        id: frames.id, object: "chat.completion.chunk", created: frames.created, model: frames.model, choices: [choice], usage: usage),
+                    encoder: encoder)
+            }
+            let choice = OpenAIWire.TextChoice(text: content ?? "", finishReason: finishReason)
+            return OpenAIWire.frame(
+                OpenAIWire.Completion(id: frames.id, object: "text_completion", created: frames.created, model: frames.model, choices: [choice], usage: usage),
+                encoder: encoder)
         }
     }
 
     func makeAsyncIterator() -> AsyncIterator { AsyncIterator(source: outputs.makeAsyncIterator(), frames: self) }
-
-    static func finishReason(_ reason: StopReason) -> String {
-        switch reason {
-        case .maxTokens: "length"
-        case .eos, .stopSequence, .cancelled: "stop"
-        }
-    }
-
-    /// One chunk, built by hand: it runs once per token.
-    func chunk(content: String?, role: Bool, finishReason: String?, usage: GenerationStats?) -> String {
-        var out = "data: {\"id\":"
-        SSE.appendJSONString(id, to: &out)
-        out += chat ? ",\"object\":\"chat.completion.chunk\"" : ",\"object\":\"text_completion\""
-        out += ",\"created\":\(created),\"model\":"
-        SSE.appendJSONString(model, to: &out)
-        out += ",\"choices\":[{\"index\":0,"
-        if chat {
-            out += "\"delta\":{"
-            if role { out += "\"role\":\"assistant\"," }
-            if let content {
-                out += "\"content\":"
-                SSE.appendJSONString(content, to: &out)
-            } else if out.hasSuffix(",") {
-                out.removeLast()
-            }
-            out += "},"
-        } else {
-            out += "\"text\":"
-            SSE.appendJSONString(content ?? "", to: &out)
-            out += ",\"logprobs\":null,"
-        }
-        out += "\"finish_reason\":"
-        if let finishReason { SSE.appendJSONString(finishReason, to: &out) } else { out += "null" }
-        out += "}]"
-        if let usage {
-            out += ",\"usage\":{\"prompt_tokens\":\(usage.promptTokens),\"completion_tokens\":\(usage.tokensOut),"
-            out += "\"total_tokens\":\(usage.promptTokens + usage.tokensOut)}"
-        }
-        out += "}\n\n"
-        return out
-    }
-}
-
-/// OpenAI's error body: `{"error":{"message","type","param","code"}}`.
-struct OpenAIError: Encodable, Sendable {
-    struct Body: Encodable, Sendable {
-        var message: String
-        var type: String
-        var param: String?
-        var code: String
-    }
-
-    var error: Body
-
-    init(code: String, message: String, param: String? = nil) {
-        let type: String =
-            switch ErrorCode(rawValue: code)?.httpStatus ?? 500 {
-            case 400, 413: "invalid_request_error"
-            case 401: "authentication_error"
-            case 404: "not_found_error"
-            case 429: "rate_limit_error"
-            default: "server_error"
-            }
-        error = Body(message: message, type: type, param: param, code: code == ErrorCode.modelNotFound.rawValue ? "model_not_found" : code.lowercased())
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(error, forKey: .error)
-    }
-
-    enum CodingKeys: String, CodingKey { case error }
 }
 
 /// Progress lines shared by the OpenAI comments and logs.

@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import RbeeAPI
+import NIOCore
+import NIOFoundationCompat
 import RbeeHTTP
 
 /// OpenAI-compatible routes: `POST /v1/chat/completions`, `POST /v1/completions`,
@@ -12,67 +14,57 @@ struct OpenAIRoutes: Sendable {
     func register(on router: Router<RbeeRequestContext>) {
         router.post("/v1/chat/completions") { request, context in await completion(request, context, chat: true) }
         router.post("/v1/completions") { request, context in await completion(request, context, chat: false) }
-        router.get("/v1/models") { _, _ in Response.json(ModelList(data: await models())) }
+        router.get("/v1/models") { _, _ in Response.json(ModelList(data: models())) }
     }
 
     func completion(_ request: Request, _ context: RbeeRequestContext, chat: Bool) async -> Response {
         var request = request
         do {
-            let (handle, parsed) = try await queen.admit(&request, context, dialect: chat ? .chat : .completion)
-            let id = (chat ? "chatcmpl-" : "cmpl-") + handle.id.dropFirst(5)
-            if !parsed.inference.stream {
-                return try await Self.collect(handle, id: id, model: parsed.model, chat: chat)
+            let (execution, submission) = try await queen.admit(&request, context, dialect: chat ? .chat : .completion)
+            let id = (chat ? "chatcmpl-" : "cmpl-") + execution.task.id.dropFirst(5)
+            let model = submission.task.model
+            var response: Response
+            if submission.task.inference.stream {
+                let frames = OpenAIFrames(outputs: execution.outputs, chat: chat, id: id, model: model, includeUsage: submission.includeUsage)
+                response = EventStreamResponse.make(request: request, frames: frames) { await execution.run() }
+            } else {
+                response = try await QueenRoutes.whole(request, execution) {
+                    let whole = try await WholeTask.collect(execution.outputs)
+                    return Self.answer(whole, id: id, model: model, chat: chat)
+                }
             }
-            let frames = OpenAIFrames(outputs: handle.outputs, chat: chat, id: id, model: parsed.model, includeUsage: parsed.includeUsage)
-            var response = EventStreamResponse.make(request: request, keepAlive: nil, frames: frames) { handle.stop(.clientGone) }
-            response.headers[HTTPField.Name("X-Task-Id")!] = handle.id
+            response.headers[QueenRoutes.taskIDHeader] = execution.task.id
             return response
         } catch {
-            let rbeeError = error as? RbeeError ?? RbeeError(.internalError, "internal error")
-            var param: String?
-            if case .array(let items)? = rbeeError.details["errors"], case .object(let first)? = items.first, case .string(let field)? = first["field"] {
-                param = field
-            }
-            var response = Response.json(
-                OpenAIError(code: rbeeError.code.rawValue, message: rbeeError.message, param: param), status: .init(code: rbeeError.httpStatus))
-            if let retryAfter = rbeeError.retryAfter { response.headers[.retryAfter] = String(retryAfter) }
-            return response
+            return Self.error(error as? RbeeError ?? RbeeError(.internalError, "internal error"))
         }
     }
 
-    static func collect(_ handle: TaskHandle, id: String, model: String, chat: Bool) async throws -> Response {
-        var text = ""
-        for await output in handle.outputs {
-            guard case .event(let event) = output else { continue }
-            switch event {
-            case .token(let piece, _): text += piece
-            case .end(let stats):
-                let usage: JSONValue = .object([
-                    "prompt_tokens": .number(Double(stats.promptTokens)), "completion_tokens": .number(Double(stats.tokensOut)),
-                    "total_tokens": .number(Double(stats.promptTokens + stats.tokensOut)),
-                ])
-                let choice: JSONValue =
-                    chat
-                    ? .object([
-                        "index": .number(0), "message": .object(["role": .string("assistant"), "content": .string(text)]),
-                        "finish_reason": .string(OpenAIFrames.finishReason(stats.stopReason)), "logprobs": .null,
-                    ])
-                    : .object([
-                        "index": .number(0), "text": .string(text), "finish_reason": .string(OpenAIFrames.finishReason(stats.stopReason)),
-                        "logprobs": .null,
-                    ])
-                return .json(
-                    JSONValue.object([
-                        "id": .string(id), "object": .string(chat ? "chat.completion" : "text_completion"),
-                        "created": .number(Double(Int(Date().timeIntervalSince1970))), "model": .string(model), "choices": .array([choice]),
-                        "usage": usage,
-                    ]))
-            case .error(let code, let message):
-                throw RbeeError(ErrorCode(rawValue: code) ?? .internalError, message)
-            default: break
-            }
-        }
-        throw RbeeError(.internalError, "the task ended without a result")
+    /// A whole `chat.completion` or `text_completion`.
+    static func answer(_ whole: WholeTask, id: String, model: String, chat: Bool) -> Response {
+        let created = Int(Date().timeIntervalSince1970)
+        let usage = OpenAIWire.Usage(whole.stats)
+        let finish = OpenAIWire.finishReason(whole.stats.stopReason)
+        let body =
+            chat
+            ? OpenAIWire.json(
+                OpenAIWire.Completion(
+                    id: id, object: "chat.completion", created: created, model: model,
+                    choices: [OpenAIWire.ChatChoice(message: .init(content: whole.text), finishReason: finish)], usage: usage))
+            : OpenAIWire.json(
+                OpenAIWire.Completion(
+                    id: id, object: "text_completion", created: created, model: model,
+                    choices: [OpenAIWire.TextChoice(text: whole.text, finishReason: finish)], usage: usage))
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(data: body)))
+    }
+
+    /// OpenAI's error shape, with the status (and `Retry-After`) of the rbee error.
+    static func error(_ error: RbeeError) -> Response {
+        var response = Response(
+            status: .init(code: error.httpStatus), headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(data: OpenAIWire.json(OpenAIWire.ErrorBody(error)))))
+        if let retryAfter = error.retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        return response
     }
 
     /// OpenAI's model list, each entry with rbee's facts beside OpenAI's fields.
@@ -99,8 +91,8 @@ struct OpenAIRoutes: Sendable {
     }
 
     /// Every model in any hive's catalog, and whether a worker has it loaded.
-    func models() async -> [ModelList.Entry] {
-        let workers = await queen.scheduler.list()
+    func models() -> [ModelList.Entry] {
+        let workers = queen.scheduler.list()
         var byID: [String: ModelList.Entry] = [:]
         for entry in queen.registry.allEntries() {
             let catalog = entry.catalog.isEmpty ? entry.record.models.map { (id: $0, info: ModelInfo?.none) } : entry.catalog.map { ($0.id, $0) }

@@ -20,7 +20,7 @@ public struct QueenConfiguration: Sendable {
     public var keepAliveInterval: Duration = .seconds(10)
     /// Start a hive on this machine when a request arrives and no hive is registered.
     public var startLocalHive = true
-    /// The `rbee-hive` binary for the local hive (default: next to this executable).
+    /// The `rbee-hive` binary for the local hive (default: next to this executable, `ProgramDirectory`).
     public var hiveBinary: String?
     /// Directories the local hive may import `file:` models from.
     public var localHiveModelDirectories: [String] = []
@@ -39,5 +39,7 @@ public struct QueenConfiguration: Sendable {
     /// An upstream (worker, hive) stream with no event and no keep-alive for this long is stalled
     /// (SPEC §5): 3 keep-alive intervals of the upstream, whose default is 10 s.
     public var stallTimeout: Duration = .seconds(30)
+    /// On shutdown, in-flight tasks get this long to finish before they are ended.
+    public var drainGrace: Duration = .seconds(30)
     var unreachableAfter: Duration { hiveHeartbeatInterval * 3 }
 }

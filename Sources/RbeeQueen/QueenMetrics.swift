@@ -25,8 +25,11 @@ public final class QueenMetrics: Sendable {
 
     func taskStarted() { tasks.increment() }
 
-    func taskFailed(model: String, code: String) {
-        Metrics.Counter(label: "rbee_queen_task_errors_total", dimensions: [("model", model), ("code", code)], factory: factory).increment()
+    /// `model`: the catalog id of the worker the task was placed on, "-" when it never was: labels
+    /// come from the catalog, never from what a client typed, so the series stay bounded.
+    func taskFailed(model: String?, code: ErrorCode) {
+        Metrics.Counter(label: "rbee_queen_task_errors_total", dimensions: [("model", model ?? "-"), ("code", code.rawValue)], factory: factory)
+            .increment()
     }
 
     func taskFinished(model: String, hive: String, ttftMs: Double, tokens: Int, tokensPerSec: Double) {

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -12,14 +13,17 @@ struct QueenRoutes: Sendable {
     let configuration: QueenConfiguration
     let registry: HiveRegistry
     let scheduler: Scheduler
-    let runner: TaskRunner
+    let tasks: RunningTasks
     let hives: HiveClient
     let localHive: LocalHive?
+    let background: BackgroundTasks
+    let http: HTTPClient
     let metrics: QueenMetrics
     let shutdown: ShutdownSwitch
     let startedAt = ContinuousClock.now
 
     static let deadlineHeader = HTTPField.Name("X-Request-Deadline")!
+    static let taskIDHeader = HTTPField.Name("X-Task-Id")!
 
     func register(on router: Router<RbeeRequestContext>) {
         router.get("/health") { _, _ in
@@ -27,11 +31,11 @@ struct QueenRoutes: Sendable {
             return Response.json(
                 QueenHealth(
                     status: "ok", uptimeS: (ContinuousClock.now - startedAt).milliseconds / 1000,
-                    hivesOnline: hives.filter { $0.status == .online }.count, hivesTotal: hives.count, workers: await scheduler.list().count,
-                    queued: await scheduler.queued, pid: getpid()))
+                    hivesOnline: hives.filter { $0.status == .online }.count, hivesTotal: hives.count, workers: scheduler.list().count,
+                    queued: scheduler.queued, pid: getpid()))
         }
         router.get("/metrics") { _, _ in
-            let text = metrics.render(queued: await scheduler.queued, hives: registry.list(), workers: await scheduler.list().count)
+            let text = metrics.render(queued: scheduler.queued, hives: registry.list(), workers: scheduler.list().count)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
         }
@@ -42,12 +46,12 @@ struct QueenRoutes: Sendable {
             guard try await registry.remove(name: name) else {
                 throw RbeeError(.hiveNotFound, "no hive named \(name) is registered", details: ["name": .string(name)])
             }
-            await scheduler.sync(hive: name, workers: [])
+            scheduler.hivesChanged()
             return Response(status: .noContent)
         }
-        router.post("/v1/hives/heartbeat") { request, _ in
+        router.post("/v1/hives/heartbeat") { request, context in
             var request = request
-            let beat: HiveHeartbeat = try await decodeBody(&request)
+            let beat = try await request.decodeBody(as: HiveHeartbeat.self, context: context)
             guard beat.apiVersion == RbeeVersion.apiVersion else {
                 throw RbeeError(
                     .versionMismatch, "hive \(beat.name) speaks API version \(beat.apiVersion); this queen speaks \(RbeeVersion.apiVersion)",
@@ -59,26 +63,25 @@ struct QueenRoutes: Sendable {
             try await registry.heard(
                 name: beat.name, url: beat.url, cpuCores: beat.cpuCores, ramAvailableBytes: beat.ramAvailableBytes, workers: beat.workers,
                 catalog: beat.catalog, models: beat.models)
-            await scheduler.sync(hive: beat.name, workers: beat.workers)
+            scheduler.workersReported(hive: beat.name, workers: beat.workers)
             return Response(status: .noContent)
         }
-        router.get("/v1/workers") { _, _ in Response.json(WorkerList(workers: await scheduler.list())) }
+        router.get("/v1/workers") { _, _ in Response.json(WorkerList(workers: scheduler.list())) }
         router.delete("/v1/workers/{id}") { _, context in
             let id = context.parameters.get("id") ?? ""
-            guard let worker = await scheduler.worker(id), let hive = registry.entry(worker.hive) else {
+            guard let worker = scheduler.worker(id), let hive = registry.entry(worker.hive) else {
                 throw RbeeError(.workerNotFound, "no worker \(id) in the cluster", details: ["worker_id": .string(id)])
             }
             try await hives.stopWorker(id, hiveURL: hive.record.url, correlationID: context.correlationID)
-            await scheduler.workerLost(id)
+            scheduler.workerLost(id)
             return Response(status: .noContent)
         }
         router.post("/v2/tasks") { request, context in try await task(request, context) }
         router.delete("/v2/tasks/{id}") { _, context in
             let id = context.parameters.get("id") ?? ""
-            guard let handle = runner.handle(id) else {
+            guard tasks.stop(id, reason: .cancelRequested) else {
                 throw RbeeError(.notFound, "no running task \(id)", details: ["task_id": .string(id)])
             }
-            handle.stop(.cancelRequested)
             return Response(status: .noContent)
         }
         router.post("/v1/models/pull") { request, context in try await pull(request, context) }
@@ -101,7 +104,7 @@ struct QueenRoutes: Sendable {
 
     func addHive(_ request: Request, _ context: RbeeRequestContext) async throws -> Response {
         var request = request
-        let body: AddHiveRequest = try await decodeBody(&request)
+        let body = try await request.decodeBody(as: AddHiveRequest.self, context: context)
         var errors: [RbeeError.FieldError] = []
         if !Self.isHiveName(body.name) { errors.append(.init(field: "name", message: "must be 1-63 letters, digits or '-' (DNS-safe)")) }
         let url = body.url.hasSuffix("/") ? String(body.url.dropLast()) : body.url
@@ -124,7 +127,9 @@ struct QueenRoutes: Sendable {
             try await registry.heard(
                 name: body.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
                 source: "api")
-            await scheduler.sync(hive: body.name, workers: workers)
+            scheduler.workersReported(hive: body.name, workers: workers)
+        } else {
+            scheduler.hivesChanged()
         }
         context.logger.info("hive registered", metadata: ["hive": "\(body.name)", "url": "\(url)"])
         let record = registry.list().first { $0.name == body.name }
@@ -134,18 +139,13 @@ struct QueenRoutes: Sendable {
     // MARK: Tasks
 
     /// Parses, validates and admits a task: everything that can fail before the stream starts
-    /// fails with a status code (400, 404, 408, 429).
-    func admit(_ request: inout Request, _ context: RbeeRequestContext, dialect: TaskRequest.Dialect) async throws
-        -> (TaskHandle, TaskRequest)
+    /// fails with a status code (400, 404, 408, 429, 503).
+    func admit(_ request: inout Request, _ context: RbeeRequestContext, dialect: TaskSubmission.Dialect) async throws
+        -> (TaskExecution, TaskSubmission)
     {
-        let body = try await request.collectBody(upTo: context.maxUploadSize)
-        let json: JSONValue
-        do {
-            json = try JSONDecoder().decode(JSONValue.self, from: body)
-        } catch {
-            throw RbeeError.invalid([.init(field: "body", message: "is not valid JSON")])
-        }
-        let parsed = try TaskRequest.parse(json, dialect: dialect)
+        let json = try await request.decodeBody(as: JSONValue.self, context: context)
+        let submission = try TaskSubmission.parse(json, dialect: dialect)
+        let task = submission.task
         let deadlineHeader = request.headers[Self.deadlineHeader]
         var deadline: Date?
         if let deadlineHeader {
@@ -157,32 +157,60 @@ struct QueenRoutes: Sendable {
             }
             deadline = parsedDeadline
         }
-        if let hive = parsed.hive, registry.entry(hive) == nil {
+        if let hive = task.hive, registry.entry(hive) == nil {
             throw RbeeError(.hiveNotFound, "no hive named \(hive) is registered", details: ["hive": .string(hive)])
         }
-        if registry.isEmpty, let localHive { try await localHive.ensure() }
-        let fetchable = if case .catalogID = parsed.reference { false } else { true }
-        let want = Scheduler.Want(modelID: parsed.reference.derivedID, modelRef: parsed.model, fetchable: fetchable, hive: parsed.hive)
-        var lease: Scheduler.Lease?
-        if case .placed(let placed) = try await scheduler.admit(want) { lease = placed }
-        let task = QueenTask(
-            id: "task-" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)), model: parsed.model,
-            want: want, request: parsed.inference, correlationID: context.correlationID, deadlineHeader: deadlineHeader, deadline: deadline,
-            arrivedAt: .now)
-        context.logger.info("task accepted", metadata: ["task_id": "\(task.id)", "model": "\(parsed.model)", "placed": "\(lease != nil)"])
-        return (runner.start(task, lease: lease), parsed)
+        if registry.isEmpty, let localHive {
+            try await localHive.ensure()
+            scheduler.hivesChanged()
+        }
+        let fetchable = if case .catalogID = task.reference { false } else { true }
+        let want = PlacementStateMachine.Want(modelID: task.reference.derivedID, modelRef: task.model, fetchable: fetchable, hive: task.hive)
+        let id = "task-" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))
+        let registration = try tasks.register(id)
+        let placement = try scheduler.admit(want)
+        metrics.taskStarted()
+        let queenTask = QueenTask(
+            id: id, model: task.model, want: want, request: task.inference, correlationID: context.correlationID, deadlineHeader: deadlineHeader,
+            deadline: deadline, arrivedAt: .now)
+        context.logger.info("task accepted", metadata: ["task_id": "\(id)", "model": "\(task.model)", "queue_position": "\(placement.position)"])
+        let execution = TaskExecution(
+            task: queenTask, placement: placement, registration: registration, scheduler: scheduler, hives: hives, http: http,
+            token: configuration.token?.value, background: background, keepAliveInterval: configuration.keepAliveInterval,
+            stallTimeout: configuration.stallTimeout, metrics: metrics, logger: context.logger)
+        return (execution, submission)
     }
 
     func task(_ request: Request, _ context: RbeeRequestContext) async throws -> Response {
         var request = request
-        let (handle, parsed) = try await admit(&request, context, dialect: .native)
-        if !parsed.inference.stream {
-            return try await Self.collect(handle)
+        let (execution, submission) = try await admit(&request, context, dialect: .native)
+        var response =
+            submission.task.inference.stream
+            ? EventStreamResponse.make(request: request, frames: TaskFrames(outputs: execution.outputs)) { await execution.run() }
+            : try await Self.whole(request, execution) {
+                let whole = try await WholeTask.collect(execution.outputs)
+                return Response.json(
+                    TaskResult(taskID: execution.task.id, model: whole.model, hive: whole.hive, workerID: whole.workerID, text: whole.text, stats: whole.stats))
+            }
+        response.headers[Self.taskIDHeader] = execution.task.id
+        return response
+    }
+
+    /// A `stream: false` answer: the task runs while `collect` gathers its outputs; a client that
+    /// goes away meanwhile cancels it.
+    static func whole(_ request: Request, _ execution: TaskExecution, collect: @escaping @Sendable () async throws -> Response) async throws
+        -> Response
+    {
+        var response = try await request.body.consumeWithCancellationOnInboundClose { _ in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await execution.run() }
+                let response = try await collect()
+                try await group.waitForAll()
+                return response
+            }
         }
-        var response = EventStreamResponse.make(request: request, keepAlive: nil, frames: TaskFrames(outputs: handle.outputs)) {
-            handle.stop(.clientGone)
-        }
-        response.headers[HTTPField.Name("X-Task-Id")!] = handle.id
+        // Disconnect detection consumed the request side: the connection closes after this.
+        response.headers[.connection] = "close"
         return response
     }
 
@@ -212,27 +240,6 @@ struct QueenRoutes: Sendable {
         }
     }
 
-    static func collect(_ handle: TaskHandle) async throws -> Response {
-        var text = ""
-        var started: (model: String, hive: String, worker: String)?
-        for await output in handle.outputs {
-            guard case .event(let event) = output else { continue }
-            switch event {
-            case .started(_, let model, let hive, let worker, _): started = (model, hive, worker)
-            case .token(let piece, _): text += piece
-            case .end(let stats):
-                return .json(
-                    TaskResult(
-                        taskID: handle.id, model: started?.model ?? "", hive: started?.hive ?? "", workerID: started?.worker ?? "", text: text,
-                        stats: stats))
-            case .error(let code, let message):
-                throw RbeeError(ErrorCode(rawValue: code) ?? .internalError, message)
-            default: break
-            }
-        }
-        throw RbeeError(.internalError, "the task ended without a result")
-    }
-
     static func parseDeadline(_ value: String) -> Date? {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
@@ -246,9 +253,12 @@ struct QueenRoutes: Sendable {
     /// `POST /v1/models/pull`: the chosen hive's download progress, labelled, then `[DONE]`.
     func pull(_ request: Request, _ context: RbeeRequestContext) async throws -> Response {
         var request = request
-        let body: PullRequest = try await decodeBody(&request)
+        let body = try await request.decodeBody(as: PullRequest.self, context: context)
         let reference = try ModelReference(parsing: body.model)
-        if registry.isEmpty, let localHive { try await localHive.ensure() }
+        if registry.isEmpty, let localHive {
+            try await localHive.ensure()
+            scheduler.hivesChanged()
+        }
         let online = registry.online()
         let target: HiveRegistry.Entry
         if let name = body.hive {
@@ -269,46 +279,32 @@ struct QueenRoutes: Sendable {
         }
         let hive = target.record.name
         let started = try await hives.download(DownloadRequest(modelRef: body.model), hiveURL: target.record.url, correlationID: context.correlationID)
-        let (events, continuation) = AsyncStream.makeStream(of: PullEvent.self)
-        if started.status == .cached {
-            continuation.yield(
-                PullEvent(hive: hive, model: started.modelID, progress: .complete(localPath: started.localPath ?? "", sha256: "", sizeBytes: 0)))
-            continuation.finish()
-        } else {
-            let url = target.record.url + "/v1/models/download/progress?id=" + (started.downloadID ?? "")
-            let client = hives.client(correlationID: context.correlationID)
-            let relay = Task {
-                defer { continuation.finish() }
-                do {
-                    var reader = try await client.stream(.GET, url)
-                    while let message = try await reader.next() {
-                        guard case .data(let json) = message, json != "[DONE]",
-                            let progress = try? JSONDecoder().decode(DownloadProgress.self, from: Data(json.utf8))
-                        else { continue }
-                        continuation.yield(PullEvent(hive: hive, model: started.modelID, progress: progress))
+        let (frames, continuation) = AsyncStream.makeStream(of: String.self)
+        let client = hives.client(correlationID: context.correlationID)
+        let progressURL = target.record.url + "/v1/models/download/progress?id=" + (started.downloadID ?? "")
+        return EventStreamResponse.make(request: request, frames: frames) {
+            defer {
+                continuation.yield(SSE.done)
+                continuation.finish()
+            }
+            func send(_ progress: DownloadProgress) { continuation.yield(SSE.frame(PullEvent(hive: hive, model: started.modelID, progress: progress))) }
+            guard started.status == .downloading else {
+                return send(.complete(localPath: started.localPath ?? "", sha256: "", sizeBytes: 0))
+            }
+            do {
+                for try await message in try await client.stream(.GET, progressURL).events(of: DownloadProgress.self) {
+                    switch message {
+                    case .comment: continuation.yield(SSE.keepAlive)
+                    case .event(let progress):
+                        send(progress)
                         if progress.isTerminal { return }
                     }
-                    continuation.yield(
-                        PullEvent(hive: hive, model: started.modelID, progress: .failed(code: ErrorCode.hiveUnreachable.rawValue, message: "hive \(hive) ended the progress stream early")))
-                } catch {
-                    let code = (error as? RbeeError)?.code.rawValue ?? ErrorCode.hiveUnreachable.rawValue
-                    continuation.yield(PullEvent(hive: hive, model: started.modelID, progress: .failed(code: code, message: "\(error)")))
                 }
+                send(.failed(RbeeError(.hiveUnreachable, "hive \(hive) ended the progress stream early")))
+            } catch {
+                guard !Task.isCancelled else { return }
+                send(.failed((error as? RbeeError) ?? RbeeError(.hiveUnreachable, "hive \(hive): \(error)")))
             }
-            continuation.onTermination = { _ in relay.cancel() }
-        }
-        return EventStreamResponse.make(request: request, keepAlive: configuration.keepAliveInterval, frames: ProgressFrames(events))
-    }
-
-    /// Decodes a small JSON body (kept collected on `request`); a malformed one is a 400.
-    func decodeBody<T: Decodable>(_ request: inout Request) async throws -> T {
-        let body = try await request.collectBody(upTo: 1 << 20)
-        do {
-            return try JSONDecoder().decode(T.self, from: body)
-        } catch let DecodingError.keyNotFound(key, _) {
-            throw RbeeError.invalid([.init(field: key.stringValue, message: "required")])
-        } catch {
-            throw RbeeError.invalid([.init(field: "body", message: "is not valid JSON or has fields of the wrong type")])
         }
     }
 
@@ -323,11 +319,10 @@ struct QueenRoutes: Sendable {
         for hive in holders {
             try await hives.removeModel(id, hiveURL: hive.record.url, correlationID: context.correlationID)
             if let catalog = try? await hives.models(hiveURL: hive.record.url) {
-                try await registry.heard(
-                    name: hive.record.name, url: hive.record.url, cpuCores: nil, ramAvailableBytes: nil, workers: hive.workers, catalog: catalog,
-                    models: catalog.map(\.id), source: hive.record.source)
+                registry.updateCatalog(hive.record.name, catalog)
             }
         }
+        scheduler.hivesChanged()
         return Response(status: .noContent)
     }
 }

@@ -7,15 +7,17 @@ import RbeeAPI
 import RbeeHTTP
 import ServiceLifecycle
 
-/// One `queen-rbee`: the HTTP server, the hive registry and its watch, the scheduler, run as one
-/// service group until SIGTERM/SIGINT (with `handleSignals`) or `POST /v1/shutdown`.
+/// One `queen-rbee`: the HTTP server, the hive registry and its watch, the scheduler, the local
+/// hive, run as one service group until SIGTERM/SIGINT (with `handleSignals`) or
+/// `POST /v1/shutdown`; then it drains (`QueenDrain`).
 public final class QueenService: Sendable {
     public let configuration: QueenConfiguration
     public let metrics = QueenMetrics()
     public let shutdownSwitch = ShutdownSwitch()
     let registry: HiveRegistry
     let scheduler: Scheduler
-    let runner: TaskRunner
+    let tasks = RunningTasks()
+    let background = BackgroundTasks()
     let hives: HiveClient
     let localHive: LocalHive?
     let http: HTTPClient
@@ -28,9 +30,11 @@ public final class QueenService: Sendable {
         http = .rbee
         registry = try HiveRegistry(home: configuration.home, unreachableAfter: configuration.unreachableAfter, logger: logger)
         hives = HiveClient(http: http, token: configuration.token?.value)
-        scheduler = Scheduler(
-            registry: registry, hives: hives, maxQueue: configuration.maxQueue, workerQueueDepth: configuration.workerQueueDepth,
-            workerParallel: configuration.workerParallel, logger: logger)
+        var settings = PlacementStateMachine.Settings()
+        settings.maxQueue = configuration.maxQueue
+        settings.workerQueueDepth = configuration.workerQueueDepth
+        settings.workerParallel = configuration.workerParallel
+        scheduler = Scheduler(settings: settings, registry: registry, hives: hives, background: background, logger: logger)
         let portBroadcast = self.portBroadcast
         localHive =
             configuration.startLocalHive
@@ -41,9 +45,8 @@ public final class QueenService: Sendable {
                     for await bound in portBroadcast.subscribe() { port = bound }
                     return "http://127.0.0.1:\(port)"
                 }, logger: logger) : nil
-        runner = TaskRunner(
-            scheduler: scheduler, registry: registry, hives: hives, http: http, token: configuration.token?.value,
-            keepAliveInterval: configuration.keepAliveInterval, stallTimeout: configuration.stallTimeout, metrics: metrics, logger: logger)
+        // Hives known from an earlier run count from the start.
+        scheduler.hivesChanged()
     }
 
     /// The port the server listens on, once it does.
@@ -56,8 +59,8 @@ public final class QueenService: Sendable {
     public func makeRouter() -> Router<RbeeRequestContext> {
         let router = Router.rbee(token: configuration.token)
         let routes = QueenRoutes(
-            configuration: configuration, registry: registry, scheduler: scheduler, runner: runner, hives: hives, localHive: localHive,
-            metrics: metrics, shutdown: shutdownSwitch)
+            configuration: configuration, registry: registry, scheduler: scheduler, tasks: tasks, hives: hives, localHive: localHive,
+            background: background, http: http, metrics: metrics, shutdown: shutdownSwitch)
         routes.register(on: router)
         OpenAIRoutes(queen: routes).register(on: router)
         return router
@@ -69,32 +72,43 @@ public final class QueenService: Sendable {
             logger: logger
         ) { [portBroadcast] port in portBroadcast.publish(port) }
         let watch = HiveWatch(registry: registry, scheduler: scheduler, hives: hives, interval: configuration.hiveHeartbeatInterval)
-        let stop = QueenStop(shutdown: shutdownSwitch, localHive: localHive)
+        let drain = QueenDrain(shutdown: shutdownSwitch, tasks: tasks, grace: configuration.drainGrace, localHive: localHive, logger: logger)
+        // Shut down in reverse order: the drain first (while the server still answers), the
+        // background tasks last.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: background), .init(service: app)]
+        if let localHive { services.append(.init(service: localHive)) }
+        services.append(.init(service: watch))
+        services.append(.init(service: drain, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: app), .init(service: watch),
-                    .init(service: stop, successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
-                gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            await localHive?.stop()
-            throw error
-        }
+            configuration: .init(services: services, gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [], logger: logger))
+        try await group.run()
         logger.info("queen stopped")
     }
 }
 
-/// On a shutdown (HTTP or signal): stops the local hive if this queen started it (the hive stops
-/// its workers), then ends the group. The registry stays.
-struct QueenStop: Service {
+/// Listed last in the service group, so the first to hear of a shutdown (HTTP or signal); it also
+/// answers `ShutdownSwitch` requests. New tasks get 503 from now on; tasks in flight get the grace
+/// period to finish, then are ended (`error UNAVAILABLE` + `[DONE]`); then the local hive this
+/// queen started is stopped (it stops its workers). Its return shuts the rest of the group down.
+/// The registry stays.
+struct QueenDrain: Service {
     let shutdown: ShutdownSwitch
+    let tasks: RunningTasks
+    let grace: Duration
     let localHive: LocalHive?
+    let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown { [shutdown] in await shutdown.wait() }
+        tasks.beginDrain()
+        logger.info("draining", metadata: ["in_flight": "\(tasks.count)", "grace_ms": "\(Int(grace.milliseconds))"])
+        if await tasks.waitUntilEmpty(timeout: grace) {
+            logger.info("drained: all in-flight tasks finished")
+        } else {
+            logger.warning("drain grace over: ending the rest", metadata: ["in_flight": "\(tasks.count)"])
+            tasks.stopAll(reason: .shutdown)
+            _ = await tasks.waitUntilEmpty(timeout: .seconds(5))
+        }
         await localHive?.stop()
     }
 }
@@ -113,7 +127,7 @@ struct HiveWatch: Service {
             var lastProbe = ContinuousClock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: min(interval / 4, .seconds(1)))
-                if !registry.sweep(reported: &unreachable).isEmpty { await scheduler.hivesChanged() }
+                if !registry.sweep(reported: &unreachable).isEmpty { scheduler.hivesChanged() }
                 guard ContinuousClock.now - lastProbe >= interval else { continue }
                 lastProbe = .now
                 let quiet = registry.allEntries().filter { ContinuousClock.now - $0.lastHeard >= interval }
@@ -133,7 +147,7 @@ struct HiveWatch: Service {
             name: entry.record.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
             source: entry.record.source)) != nil
         {
-            await scheduler.sync(hive: entry.record.name, workers: workers)
+            scheduler.workersReported(hive: entry.record.name, workers: workers)
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import RbeeAPI
+import RbeeHTTP
 import Synchronization
 
 /// One request to the queen, validated at the edge: what to run, and for whom.
@@ -7,7 +8,7 @@ struct QueenTask: Sendable {
     let id: String
     /// The model as the client named it.
     let model: String
-    let want: Scheduler.Want
+    let want: PlacementStateMachine.Want
     /// The worker request; its `jobID` is set per attempt.
     let request: InferenceRequest
     let correlationID: String
@@ -23,17 +24,42 @@ enum TaskOutput: Sendable {
     case keepAlive
 }
 
-/// Why a task stopped early.
-enum TaskStopReason: Sendable {
-    /// The client went away: nobody reads the stream any more.
-    case clientGone
+/// Why a task was stopped before it finished.
+enum TaskStopReason: Sendable, Equatable {
     /// `DELETE /v2/tasks/{id}`: the stream ends with `end {stop_reason: cancelled}`.
     case cancelRequested
+    /// `X-Request-Deadline` passed: `error DEADLINE_EXCEEDED`.
     case deadline
+    /// The queen's drain grace ran out: `error UNAVAILABLE`.
+    case shutdown
+}
+
+/// How a task is stopped from outside its response: `DELETE /v2/tasks/{id}`, its deadline, the
+/// queen's drain. The first reason wins; the task's execution hears it at once and ends.
+final class TaskControl: Sendable {
+    private let stopReason = Mutex<TaskStopReason?>(nil)
+    private let signal = ShutdownSwitch()
+
+    var reason: TaskStopReason? { stopReason.withLock { $0 } }
+
+    /// Returns whether this call stopped the task (false: it was stopped already).
+    @discardableResult
+    func stop(_ reason: TaskStopReason) -> Bool {
+        let first = stopReason.withLock { current in
+            guard current == nil else { return false }
+            current = reason
+            return true
+        }
+        if first { signal.request() }
+        return first
+    }
+
+    /// Returns once a stop is requested (or the calling task is cancelled).
+    func stopped() async { await signal.wait() }
 }
 
 /// The one writer of a task's output: guarantees a single terminal event, then the end of the
-/// stream, and remembers when it last wrote (for keep-alives).
+/// stream, and remembers when it last wrote (for keep-alives) and how many tokens it sent.
 final class TaskEmitter: Sendable {
     private struct State {
         var lastOutput = ContinuousClock.now
@@ -41,15 +67,16 @@ final class TaskEmitter: Sendable {
         var queuedSent = false
         var startedSent = false
         var relaying = false
-        var stopReason: TaskStopReason?
-        var jobID: String?
-        var workerURL: String?
+        var tokens = 0
     }
 
+    let outputs: AsyncStream<TaskOutput>
     private let continuation: AsyncStream<TaskOutput>.Continuation
     private let state = Mutex(State())
 
-    init(_ continuation: AsyncStream<TaskOutput>.Continuation) { self.continuation = continuation }
+    init() {
+        (outputs, continuation) = AsyncStream.makeStream(of: TaskOutput.self, bufferingPolicy: .unbounded)
+    }
 
     func emit(_ event: TaskEvent) {
         let send = state.withLock { state -> Bool in
@@ -62,6 +89,8 @@ final class TaskEmitter: Sendable {
                 // A request moved to another worker before its first token starts only once.
                 if state.startedSent { return false }
                 state.startedSent = true
+            case .token:
+                state.tokens += 1
             default: break
             }
             state.lastOutput = .now
@@ -84,33 +113,41 @@ final class TaskEmitter: Sendable {
 
     var isFinished: Bool { state.withLock { $0.finished } }
     var silentFor: Duration { ContinuousClock.now - state.withLock { $0.lastOutput } }
+    var tokensSent: Int { state.withLock { $0.tokens } }
 
-    /// The worker job the task is relaying now, for cancellation.
-    func relaying(jobID: String?, workerURL: String?) {
-        state.withLock { state in
-            state.relaying = jobID != nil
-            state.jobID = jobID
-            state.workerURL = workerURL
-        }
+    /// Whether a worker's stream is being relayed now (the worker then enforces the deadline).
+    var isRelaying: Bool {
+        get { state.withLock { $0.relaying } }
+        set { state.withLock { $0.relaying = newValue } }
     }
+}
 
-    var currentJob: (jobID: String, workerURL: String)? {
-        state.withLock { state in
-            guard let id = state.jobID, let url = state.workerURL else { return nil }
-            return (id, url)
+/// A task's outputs gathered for a `stream: false` answer.
+struct WholeTask: Sendable {
+    var model = ""
+    var hive = ""
+    var workerID = ""
+    var text = ""
+    var stats: GenerationStats
+
+    /// Reads the outputs to the end; the task's error event is thrown.
+    static func collect(_ outputs: AsyncStream<TaskOutput>) async throws(RbeeError) -> WholeTask {
+        var whole = WholeTask(stats: GenerationStats(tokensOut: 0, promptTokens: 0, ttftMs: 0, decodeMs: 0, tokensPerSec: 0, stopReason: .cancelled))
+        for await output in outputs {
+            guard case .event(let event) = output else { continue }
+            switch event {
+            case .started(_, let model, let hive, let workerID, _):
+                whole.model = model
+                whole.hive = hive
+                whole.workerID = workerID
+            case .token(let piece, _): whole.text += piece
+            case .end(let stats):
+                whole.stats = stats
+                return whole
+            case .error(let error): throw error
+            case .queued, .downloading, .loading: break
+            }
         }
+        throw RbeeError(.internalError, "the task ended without a result")
     }
-
-    var isRelaying: Bool { state.withLock { $0.relaying } }
-
-    /// Records why the task is being stopped; the first reason wins.
-    func stop(_ reason: TaskStopReason) -> Bool {
-        state.withLock { state in
-            guard state.stopReason == nil, !state.finished else { return false }
-            state.stopReason = reason
-            return true
-        }
-    }
-
-    var stopReason: TaskStopReason? { state.withLock { $0.stopReason } }
 }

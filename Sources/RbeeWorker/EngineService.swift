@@ -9,7 +9,8 @@ struct EngineService: Service {
 
     func run() async throws {
         if loadOnStart { engine.start() }
-        try? await gracefulShutdown()
+        // Keep-alive ticks for every stream, until the group shuts down.
+        await cancelWhenGracefulShutdown { [engine] in await engine.runKeepAlives() }
         await engine.shutdown()
     }
 }

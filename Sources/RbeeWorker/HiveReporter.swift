@@ -33,7 +33,7 @@ struct HiveReporter: Service {
             let report = WorkerReadyReport(
                 workerID: configuration.workerID, url: advertisedURL(), model: configuration.engine.modelName,
                 state: snapshot.state == .error ? .error : .ready, pid: getpid(), slotsTotal: snapshot.slotsTotal,
-                error: snapshot.error.map { "\($0.code.rawValue): \($0.message)" })
+                error: snapshot.error)
             do {
                 try await post("/v1/workers/ready", report)
                 logger.info("reported to hive", metadata: ["hive": "\(hiveURL)", "state": "\(report.state.rawValue)"])

@@ -26,7 +26,7 @@ struct InferenceEventFrames: AsyncSequence, Sendable {
             }
             let output =
                 await source.next()
-                ?? .event(.error(code: ErrorCode.internalError.rawValue, message: "the engine closed the stream without a result"))
+                ?? .event(.error(RbeeError(.internalError, "the engine closed the stream without a result")))
             guard case .event(let event) = output else { return SSE.keepAlive }
             switch event {
             case .token(let text, let index):

@@ -55,19 +55,9 @@ struct WorkerRoutes: Sendable {
 
     func infer(_ request: Request, context: RbeeRequestContext) async throws -> Response {
         var request = request
-        let body = try await request.collectBody(upTo: Validation.maxBodyBytes)
-        let json: JSONValue
-        do {
-            json = try JSONDecoder().decode(JSONValue.self, from: body)
-        } catch {
-            throw RbeeError.invalid([.init(field: "body", message: "is not valid JSON")])
-        }
-        let inference = try InferenceRequest(json: json)
+        let inference = try await request.decodeBody(as: InferenceRequest.self, context: context)
         let deadline = try RequestDeadline.parse(request.headers)
         let jobID = inference.jobID ?? "job-" + UUID().uuidString.lowercased()
-        if inference.jobID != nil, engine.isKnown(jobID: jobID) {
-            throw RbeeError(.invalidRequest, "job_id \(jobID) is already queued or running", details: ["job_id": .string(jobID)])
-        }
         let events: AsyncStream<EngineOutput>
         do {
             events = try await engine.submit(inference, jobID: jobID, deadline: deadline)
@@ -109,9 +99,9 @@ struct WorkerRoutes: Sendable {
             case .end(let stats):
                 metrics.record(terminal: event)
                 return .success(InferenceResult(jobID: jobID, model: configuration.engine.modelName, text: text, stats: stats))
-            case .error(let code, let message):
+            case .error(let error):
                 metrics.record(terminal: event)
-                return .failure(RbeeError(ErrorCode(rawValue: code) ?? .internalError, message))
+                return .failure(error)
             }
         }
         return .failure(RbeeError(.internalError, "the engine closed the stream without a result"))

@@ -38,8 +38,10 @@ struct QueenCommand: AsyncParsableCommand {
     @Option(name: .customLong("keep-alive-secs"), help: "SSE keep-alive interval [RBEE_KEEPALIVE_SECS, 10].") var keepAliveSecs: Double?
     @Option(name: .customLong("stall-secs"), help: "An upstream silent this long (3 of its keep-alive intervals) is stalled [RBEE_QUEEN_STALL_SECS, 30].")
     var stallSecs: Double?
+    @Option(name: .customLong("drain-grace-secs"), help: "On shutdown, time in-flight tasks get to finish [RBEE_QUEEN_DRAIN_GRACE_SECS, 30].")
+    var drainGraceSecs: Double?
     @Flag(name: .customLong("no-local-hive"), help: "Never start a hive on this machine.") var noLocalHive = false
-    @Option(name: .customLong("hive-binary"), help: "rbee-hive for the local hive (default: next to this executable).") var hiveBinary: String?
+    @Option(name: .customLong("hive-binary"), help: "rbee-hive for the local hive (default: next to this executable, or in RBEE_BIN_DIR).") var hiveBinary: String?
     @Option(name: .customLong("local-hive-port"), help: "Port of the local hive (0 picks a free one).") var localHivePort: Int = 7835
     @Option(name: .customLong("model-dir"), help: "Directory the local hive may import file: models from (repeatable).")
     var modelDirectories: [String] = []
@@ -73,6 +75,7 @@ struct QueenCommand: AsyncParsableCommand {
         if let value = seconds(hiveHeartbeatSecs, "RBEE_HIVE_HEARTBEAT_SECS") { configuration.hiveHeartbeatInterval = value }
         if let value = seconds(keepAliveSecs, "RBEE_KEEPALIVE_SECS") { configuration.keepAliveInterval = value }
         if let value = seconds(stallSecs, "RBEE_QUEEN_STALL_SECS") { configuration.stallTimeout = value }
+        if let value = seconds(drainGraceSecs, "RBEE_QUEEN_DRAIN_GRACE_SECS") { configuration.drainGrace = value }
         configuration.startLocalHive = !noLocalHive
         configuration.hiveBinary = hiveBinary
         configuration.localHivePort = localHivePort

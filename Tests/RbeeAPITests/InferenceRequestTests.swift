@@ -13,8 +13,7 @@ import Testing
             _ = try parse(json)
             return []
         } catch let error as RbeeError {
-            guard case .array(let errors)? = error.details["errors"] else { return [] }
-            return errors.compactMap { if case .object(let o) = $0, case .string(let f)? = o["field"] { f } else { nil } }
+            return error.fieldErrors.map(\.field)
         } catch {
             return ["unexpected \(error)"]
         }

@@ -35,7 +35,7 @@ import Testing
             .started(jobID: "j1", model: "m", queueMs: 1.5),
             .token(text: "x", index: 3),
             .end(GenerationStats(tokensOut: 2, promptTokens: 3, ttftMs: 4, decodeMs: 5, tokensPerSec: 6, stopReason: .stopSequence)),
-            .error(code: "INTERNAL", message: "boom"),
+            .error(RbeeError(.internalError, "boom")),
         ]
         for event in events {
             let data = try JSONEncoder().encode(event)

@@ -85,40 +85,40 @@ import Testing
 
         let wrong = String(repeating: "0", count: 64)
         let mismatch = try await hive.downloadToEnd(modelRef, sha256: wrong)
-        #expect(mismatch.map { if case .failed(let code, _) = $0 { code == "CHECKSUM_MISMATCH" } else { false } } == true)
+        #expect(mismatch.map { if case .failed(let error) = $0 { error.code.rawValue == "CHECKSUM_MISMATCH" } else { false } } == true)
         #expect(hive.modelFiles.isEmpty)
 
         let missing = try await hive.downloadToEnd("hf:google/nothing:absent.gguf")
-        #expect(missing.map { if case .failed(let code, _) = $0 { code == "MODEL_NOT_FOUND" } else { false } } == true)
+        #expect(missing.map { if case .failed(let error) = $0 { error.code.rawValue == "MODEL_NOT_FOUND" } else { false } } == true)
 
         server.set(.init(linkedETag: String(repeating: "a", count: 64)))
         let announced = try await hive.downloadToEnd(modelRef)
-        #expect(announced.map { if case .failed(let code, _) = $0 { code == "CHECKSUM_MISMATCH" } else { false } } == true)
+        #expect(announced.map { if case .failed(let error) = $0 { error.code.rawValue == "CHECKSUM_MISMATCH" } else { false } } == true)
         #expect(hive.modelFiles.isEmpty)
 
         server.set(.init(status: 403))
         let forbidden = try await hive.downloadToEnd("hf:google/private:model.gguf")
-        guard case .failed(let code, let message)? = forbidden else {
+        guard case .failed(let forbiddenError)? = forbidden else {
             Issue.record("expected a failure, got \(String(describing: forbidden))")
             return
         }
-        #expect(code == "DOWNLOAD_FAILED")
-        #expect(message.contains("HF_TOKEN"))
+        #expect(forbiddenError.code == .downloadFailed)
+        #expect(forbiddenError.message.contains("HF_TOKEN"))
 
         server.set(.init(stallAfterBytes: 1 << 20))
         let stalled = try await hive.downloadToEnd(modelRef)
-        #expect(stalled.map { if case .failed(let code, _) = $0 { code == "DOWNLOAD_TIMEOUT" } else { false } } == true)
+        #expect(stalled.map { if case .failed(let error) = $0 { error.code.rawValue == "DOWNLOAD_TIMEOUT" } else { false } } == true)
         #expect(!hive.modelFiles.contains("gemma-3-270m-q4_k_m.gguf"))
         try? FileManager.default.removeItem(atPath: hive.home + "/models/gemma-3-270m-q4_k_m.gguf.partial")
 
         server.set(.init())
         let notGGUF = try await hive.downloadToEnd("hf:org/text:notes.gguf")
-        guard case .failed(let notGGUFCode, let notGGUFMessage)? = notGGUF else {
+        guard case .failed(let notGGUFError)? = notGGUF else {
             Issue.record("expected a failure, got \(String(describing: notGGUF))")
             return
         }
-        #expect(notGGUFCode == "DOWNLOAD_FAILED")
-        #expect(notGGUFMessage.contains("not a usable GGUF"))
+        #expect(notGGUFError.code == .downloadFailed)
+        #expect(notGGUFError.message.contains("not a usable GGUF"))
 
         let (traversal, body) = try await hive.download("hf:org/../../etc:passwd.gguf")
         #expect(traversal == .badRequest)
@@ -143,7 +143,7 @@ import Testing
         try await hive.stop()
         let result = try await followed
         #expect(result.done)
-        #expect(result.events.last.map { if case .failed(let code, _) = $0 { code == "CANCELLED" } else { false } } == true)
+        #expect(result.events.last.map { if case .failed(let error) = $0 { error.code.rawValue == "CANCELLED" } else { false } } == true)
         #expect(hive.modelFiles == ["gemma-3-270m-q4_k_m.gguf.partial"])
         server.task.cancel()
     }

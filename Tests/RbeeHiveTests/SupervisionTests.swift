@@ -131,7 +131,7 @@ import Testing
             return info.state == .failed || info.state == .stopped
         }
         #expect(failed)
-        #expect(state(hive, worker.workerID)?.error?.contains("LOADING_TIMEOUT") == true)
+        #expect(state(hive, worker.workerID)?.error?.code == .loadingTimeout)
         try await hive.stop()
     }
 

@@ -62,11 +62,11 @@ import Glibc
                 }
             }
             #expect(crash.endsProperly)
-            guard case .error(let code, _)? = crash.terminal else {
+            guard case .error(let error)? = crash.terminal else {
                 Issue.record("expected an error, got \(String(describing: crash.terminal))")
                 return
             }
-            #expect(code == "WORKER_CRASHED")
+            #expect(error.code == .workerCrashed)
             let endedAt = try #require(crash.events.last?.at)
             let killed = try #require(killedAt.withLock { $0 })
             #expect(endedAt - killed < .seconds(5), "error after \(endedAt - killed)")

@@ -66,12 +66,12 @@ import Testing
 
         let transcript = try await queued.collect()
         #expect(transcript.endsProperly)
-        guard case .error(let code, let message)? = transcript.terminal else {
+        guard case .error(let error)? = transcript.terminal else {
             Issue.record("expected an error event, got \(String(describing: transcript.terminal))")
             return
         }
-        #expect(code == "UNAVAILABLE")
-        #expect(message.contains("not a GGUF file"))
+        #expect(error.code == .unavailable)
+        #expect(error.message.contains("not a GGUF file"))
 
         var progress = try await EventStreamClient.open(worker.baseURL + "/v1/loading/progress", method: .GET)
         let stages = try await progress.collect().messages.map(\.message)

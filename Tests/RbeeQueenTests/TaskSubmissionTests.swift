@@ -5,31 +5,31 @@ import Testing
 @testable import RbeeQueen
 
 /// Validation at the queen's edge: OpenAI's names and defaults, every field error at once.
-@Suite struct TaskRequestTests {
-    func parse(_ json: String, _ dialect: TaskRequest.Dialect) throws(RbeeError) -> TaskRequest {
+@Suite struct TaskSubmissionTests {
+    func parse(_ json: String, _ dialect: TaskSubmission.Dialect) throws(RbeeError) -> TaskSubmission {
         let value = (try? JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))) ?? .null
-        return try TaskRequest.parse(value, dialect: dialect)
+        return try TaskSubmission.parse(value, dialect: dialect)
     }
 
-    func fields(_ json: String, _ dialect: TaskRequest.Dialect) -> [String] {
+    func fields(_ json: String, _ dialect: TaskSubmission.Dialect) -> [String] {
         do {
             _ = try parse(json, dialect)
             return []
         } catch {
-            guard case .array(let items)? = error.details["errors"] else { return ["?"] }
-            return items.compactMap { if case .object(let item) = $0, case .string(let field)? = item["field"] { field } else { nil } }
+            return error.code == .invalidRequest ? error.fieldErrors.map(\.field) : ["?"]
         }
     }
 
     @Test func openAIChatMapsNamesAndDefaults() throws {
-        let request = try parse(
+        let submission = try parse(
             #"{"model":"gemma","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_completion_tokens":7,"n":1,"#
                 + #""presence_penalty":0.5,"stream_options":{"include_usage":false},"seed":3}"#, .chat)
+        let request = submission.task
         #expect(request.inference.maxTokens == 7)
         #expect(request.inference.stream == false, "OpenAI routes do not stream unless asked")
         #expect(request.inference.sampling.temperature == 1, "OpenAI's default temperature")
         #expect(request.inference.prompt == .messages([ChatMessage(role: "user", content: "hi")]))
-        #expect(request.includeUsage == false)
+        #expect(submission.includeUsage == false)
         #expect(request.reference == .catalogID("gemma"))
     }
 
@@ -44,7 +44,7 @@ import Testing
     }
 
     @Test func nativeTasksStreamByDefault() throws {
-        let request = try parse(#"{"model":"hf:org/repo:file.gguf","prompt":"x","hive":"b"}"#, .native)
+        let request = try parse(#"{"model":"hf:org/repo:file.gguf","prompt":"x","hive":"b"}"#, .native).task
         #expect(request.inference.stream)
         #expect(request.hive == "b")
         #expect(request.reference.derivedID == "file")
@@ -56,7 +56,9 @@ import Testing
             .loading(hive: "b", workerID: "w", layersLoaded: 3, layersTotal: 18),
             .started(taskID: "t", model: "m", hive: "b", workerID: "w", queueMs: 1.5), .token(text: "é\"\n", index: 0),
             .end(GenerationStats(tokensOut: 1, promptTokens: 2, ttftMs: 3, decodeMs: 4, tokensPerSec: 5, stopReason: .eos)),
-            .error(code: "WORKER_CRASHED", message: "gone"),
+            .error(RbeeError(.workerCrashed, "gone")),
+            .error(RbeeError(.insufficientRAM, "too big", details: ["bytes_needed": 300, "hive": "b"])),
+            .error(RbeeError("FROM_A_NEWER_PEER", "a code this version does not know")),
         ]
         for event in events {
             let decoded = try JSONDecoder().decode(TaskEvent.self, from: JSONEncoder().encode(event))

@@ -1,8 +1,8 @@
 import RbeeAPI
 
-/// A task body as one of the queen's APIs states it, validated at the edge: every field error is
-/// reported at once, in the names the client used.
-struct TaskRequest: Sendable {
+/// A task as one of the queen's APIs states it, validated at the edge into the native
+/// `TaskRequest`: every field error is reported at once, in the names the client used.
+struct TaskSubmission: Sendable {
     enum Dialect: Sendable {
         /// `POST /v2/tasks`: the worker's fields plus `model` and `hive`; streams by default.
         case native
@@ -12,36 +12,15 @@ struct TaskRequest: Sendable {
         case completion
     }
 
-    var model: String
-    var reference: ModelReference
-    var hive: String?
-    var inference: InferenceRequest
+    var task: TaskRequest
     /// OpenAI streams carry `usage` in their final chunk unless `stream_options.include_usage` is false.
     var includeUsage = true
 
-    static func parse(_ json: JSONValue, dialect: Dialect) throws(RbeeError) -> TaskRequest {
+    static func parse(_ json: JSONValue, dialect: Dialect) throws(RbeeError) -> TaskSubmission {
         guard case .object(var body) = json else {
             throw RbeeError.invalid([.init(field: "body", message: "must be a JSON object, got \(json.typeName)")])
         }
         var errors: [RbeeError.FieldError] = []
-        var reference: ModelReference?
-        var model = ""
-        switch body.removeValue(forKey: "model") {
-        case .string(let value)?:
-            model = value
-            do { reference = try ModelReference(parsing: value) } catch {
-                errors.append(.init(field: "model", message: error.message))
-            }
-        case nil, .null?: errors.append(.init(field: "model", message: "required: a model id or reference"))
-        case let other?: errors.append(.init(field: "model", message: "must be a string, got \(other.typeName)"))
-        }
-        var hive: String?
-        switch body.removeValue(forKey: "hive") {
-        case nil, .null?: break
-        case .string(let value)? where Validation.isValidID(value): hive = value
-        default: errors.append(.init(field: "hive", message: "must be a hive name ([A-Za-z0-9._-]{1,64})"))
-        }
-        body.removeValue(forKey: "job_id")
         var includeUsage = true
         if dialect != .native {
             // OpenAI's defaults and names.
@@ -89,23 +68,18 @@ struct TaskRequest: Sendable {
             case .native: break
             }
         }
-        var inference: InferenceRequest?
+        var task: TaskRequest?
         do {
-            inference = try InferenceRequest(json: .object(body))
+            task = try TaskRequest(json: .object(body))
         } catch {
-            if case .array(let items)? = error.details["errors"] {
-                for case .object(let item) in items {
-                    if case .string(let field)? = item["field"], case .string(let message)? = item["message"] {
-                        // The chat route names its conversation `messages` even where the worker says prompt.
-                        errors.append(.init(field: dialect == .chat && field == "prompt" ? "messages" : field, message: message))
-                    }
-                }
-            } else {
-                errors.append(.init(field: "body", message: error.message))
+            // The chat route names its conversation `messages` even where the worker says prompt.
+            errors += error.fieldErrors.map { field in
+                dialect == .chat && field.field == "prompt" ? RbeeError.FieldError(field: "messages", message: field.message) : field
             }
+            if error.fieldErrors.isEmpty { errors.append(.init(field: "body", message: error.message)) }
         }
-        guard errors.isEmpty, let reference, let inference else { throw RbeeError.invalid(Self.unique(errors)) }
-        return TaskRequest(model: model, reference: reference, hive: hive, inference: inference, includeUsage: includeUsage)
+        guard errors.isEmpty, let task else { throw RbeeError.invalid(Self.unique(errors)) }
+        return TaskSubmission(task: task, includeUsage: includeUsage)
     }
 
     private static func flattenContent(_ message: JSONValue) -> JSONValue {

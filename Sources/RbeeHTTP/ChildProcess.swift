@@ -1,0 +1,103 @@
+import Foundation
+import RbeeAPI
+import Subprocess
+
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// A child process (a worker of a hive, the queen's local hive, the CLI's private queen) whose
+/// life is bounded by the task that runs it, through swift-subprocess: `run` returns once the
+/// process has ended — by itself, after `stop` is requested, or because the calling task was
+/// cancelled — and in both of the last cases it gets SIGTERM, then SIGKILL after `grace`.
+///
+/// Its standard error (where rbee's programs log) is appended to `logFile` when one is given,
+/// and its last few kilobytes are kept for error reports; standard output is discarded.
+public struct ChildProcess: Sendable {
+    public var executable: String
+    public var arguments: [String]
+    /// Changes to the inherited environment; a nil value removes the variable.
+    public var environment: [String: String?]
+    public var logFile: String?
+    public var grace: Duration
+
+    public init(executable: String, arguments: [String], environment: [String: String?] = [:], logFile: String? = nil, grace: Duration) {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.logFile = logFile
+        self.grace = grace
+    }
+
+    /// How the process ended.
+    public struct Termination: Sendable, Equatable, CustomStringConvertible {
+        /// "exit 0", "signal 9".
+        public var status: String
+        public var exitedCleanly: Bool
+        /// The end of its standard error.
+        public var stderrTail: String?
+        public var description: String { status }
+    }
+
+    public static let tailBytes = 4096
+
+    /// Runs the process to its end. `onStart` gets its pid once it runs. Throws only when it
+    /// cannot be started.
+    public func run(stop: ShutdownSwitch, onStart: @Sendable (Int32) -> Void = { _ in }) async throws(RbeeError) -> Termination {
+        var options = PlatformOptions()
+        options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: grace)]
+        var changes: [Environment.Key: String?] = [:]
+        for (name, value) in environment {
+            if let key = Environment.Key(rawValue: name) { changes[key] = value }
+        }
+        let log = logFile.flatMap(Self.openLog)
+        defer { try? log?.close() }
+        let grace = self.grace
+        do {
+            let result = try await Subprocess.run(
+                .path(FilePath(executable)), arguments: Arguments(arguments), environment: .inherit.updating(changes),
+                platformOptions: options, input: .none, output: .discarded, error: .sequence
+            ) { execution in
+                onStart(execution.processIdentifier.value)
+                return await withTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        await stop.wait()
+                        // A stop request, not the end of the process or of the calling task.
+                        guard !Task.isCancelled else { return }
+                        await execution.teardown(using: [.gracefulShutDown(allowedDurationToNextStep: grace)])
+                    }
+                    var tail = Data()
+                    do {
+                        // Ends when the process exits.
+                        for try await buffer in execution.standardError {
+                            let bytes = buffer.withUnsafeBytes { Data($0) }
+                            log?.write(bytes)
+                            tail.append(bytes)
+                            if tail.count > 2 * Self.tailBytes { tail = tail.suffix(Self.tailBytes) }
+                        }
+                    } catch {
+                        // Cancelled: the teardown sequence ends the process.
+                    }
+                    group.cancelAll()
+                    return tail.isEmpty ? nil : String(decoding: tail.suffix(Self.tailBytes), as: UTF8.self)
+                }
+            }
+            let tail = result.closureResult
+            switch result.terminationStatus {
+            case .exited(let code): return Termination(status: "exit \(code)", exitedCleanly: code == 0, stderrTail: tail)
+            case .signaled(let signal): return Termination(status: "signal \(signal)", exitedCleanly: false, stderrTail: tail)
+            }
+        } catch {
+            throw RbeeError(.internalError, "cannot start \(executable): \(error)", details: ["executable": .string(executable)])
+        }
+    }
+
+    private static func openLog(_ path: String) -> FileHandle? {
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let handle = FileHandle(forWritingAtPath: path) else { return nil }
+        handle.seekToEndOfFile()
+        return handle
+    }
+}
