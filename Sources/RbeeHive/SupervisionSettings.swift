@@ -15,6 +15,9 @@ public struct SupervisionSettings: Sendable {
     public var stopGrace: Duration = .seconds(10)
     /// Memory a worker needs, as a multiple of its model file's size.
     public var memoryHeadroom = 1.2
+    /// Memory this hive may count on at most, whatever the machine has free (a small machine, or
+    /// a share of a larger one); nil: the machine's available memory.
+    public var memoryLimitBytes: Int?
 
     public init(workerBinary: String? = nil) {
         self.workerBinary = workerBinary

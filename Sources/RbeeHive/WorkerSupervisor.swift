@@ -163,7 +163,7 @@ public final class WorkerSupervisor: Service, Sendable {
     /// About `memoryHeadroom` × the model's size must be available, else 507 `INSUFFICIENT_RAM`.
     private func checkMemory(modelID: String, modelPath: String) throws(RbeeError) {
         let modelSize = ((try? FileManager.default.attributesOfItem(atPath: modelPath)[.size]) as? Int) ?? 0
-        let available = DeviceInventory.memoryInfo().available
+        let available = min(DeviceInventory.memoryInfo().available, settings.memoryLimitBytes ?? .max)
         let needed = Int(Double(modelSize) * settings.memoryHeadroom)
         guard needed <= available else {
             throw RbeeError(

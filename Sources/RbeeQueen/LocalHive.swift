@@ -70,9 +70,10 @@ final class LocalHive: Service, Sendable {
 
     func run() async throws {
         await cancelWhenGracefulShutdown { [self] in
-            for await readiness in starts {
+            // Until the group shuts down, even after the drain stopped the hive: a service that
+            // returns early would end the group as a failure.
+            for await readiness in starts where !stopRequest.isRequested {
                 await launch(reporting: readiness)
-                if stopRequest.isRequested { break }
             }
         }
         // Nobody waits on a start that can no longer happen.

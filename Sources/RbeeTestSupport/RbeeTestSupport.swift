@@ -22,6 +22,27 @@ public func temporaryHome() throws -> String {
     return path
 }
 
+/// The directory this package's programs were built into, beside the tests.
+public var programDirectory: String { (binary(named: "rbee") as NSString).deletingLastPathComponent }
+
+/// How a user starts one of this package's programs: by name, found through `PATH` (with the
+/// build directory in front), from a working directory of its own. Nothing else points the
+/// programs at each other, so each must find its siblings by itself.
+public struct PathLaunch: Sendable {
+    public let executable = "/usr/bin/env"
+    public let arguments: [String]
+    public let environment: [String: String]
+    public let workingDirectory: String
+
+    public init(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        self.arguments = [program] + arguments
+        var environment = environment
+        environment["PATH"] = programDirectory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        self.environment = environment
+        workingDirectory = try temporaryHome()
+    }
+}
+
 /// An executable of this package, in the build directory the tests were built into.
 public func binary(named name: String) -> String {
     var directory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
@@ -52,11 +73,14 @@ public final class Daemon: Sendable {
     public let url: String
     public let log: String
 
-    public init(_ executable: String, _ arguments: [String], url: String, log: String, environment: [String: String] = [:]) throws {
+    public init(
+        _ executable: String, _ arguments: [String], url: String, log: String, environment: [String: String] = [:], workingDirectory: String? = nil
+    ) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
@@ -64,6 +88,11 @@ public final class Daemon: Sendable {
         self.url = url
         self.log = log
         try process.run()
+    }
+
+    /// Starts a program as a user would (`PathLaunch`).
+    public convenience init(_ launch: PathLaunch, url: String, log: String) throws {
+        try self.init(launch.executable, launch.arguments, url: url, log: log, environment: launch.environment, workingDirectory: launch.workingDirectory)
     }
 
     public var pid: Int32 { process.processIdentifier }

@@ -42,11 +42,13 @@ struct HiveCommand: AsyncParsableCommand {
         @Option(name: .customLong("queen-url"), help: "Queen to register with and send heartbeats to.") var queenURL: String?
         @Option(name: .customLong("heartbeat-secs"), help: "Heartbeat interval to the queen [RBEE_HIVE_HEARTBEAT_SECS, 10].")
         var queenHeartbeatSecs: Double?
-        @Option(name: .customLong("worker-binary"), help: "llm-worker-rbee to spawn (default: next to this executable).") var workerBinary: String?
+        @Option(name: .customLong("worker-binary"), help: "llm-worker-rbee to spawn (default: next to this executable, or in RBEE_BIN_DIR).") var workerBinary: String?
         @Option(name: .customLong("worker-heartbeat-secs"), help: "Heartbeat interval asked of workers [RBEE_WORKER_HEARTBEAT_SECS, 15].")
         var heartbeatSecs: Double?
         @Option(name: .customLong("worker-idle-secs"), help: "Stop a ready worker idle this long [RBEE_HIVE_WORKER_IDLE_SECS, 300].")
         var idleSecs: Double?
+        @Option(name: .customLong("memory-limit-bytes"), help: "Memory this hive may use for workers at most [RBEE_HIVE_MEMORY_LIMIT_BYTES, the machine's available memory].")
+        var memoryLimitBytes: Int?
         @Option(name: .customLong("worker-loading-timeout-secs"), help: "Kill a worker still loading after this [RBEE_WORKER_LOADING_TIMEOUT_SECS, 600].")
         var loadingTimeoutSecs: Double?
         @Flag(name: .customLong("exit-with-parent"), help: "Stop (with its workers) when the process that started this one ends.")
@@ -78,6 +80,7 @@ struct HiveCommand: AsyncParsableCommand {
                 (flag ?? environment[variable].flatMap(Double.init)).map { .milliseconds(Int64($0 * 1000)) }
             }
             if let workerBinary { configuration.supervision.workerBinary = workerBinary }
+            configuration.supervision.memoryLimitBytes = memoryLimitBytes ?? environment["RBEE_HIVE_MEMORY_LIMIT_BYTES"].flatMap(Int.init)
             if let name { configuration.name = name }
             configuration.queenURL = queenURL
             if let value = seconds(queenHeartbeatSecs, "RBEE_HIVE_HEARTBEAT_SECS") { configuration.queenHeartbeatInterval = value }

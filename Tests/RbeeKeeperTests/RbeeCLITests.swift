@@ -11,7 +11,8 @@ import Testing
 import Glibc
 #endif
 
-/// `rbee` run as a user runs it: a subprocess, stdout and stderr apart, exit codes.
+/// `rbee` run as a user runs it: by name through `PATH`, from a working directory of its own
+/// (`PathLaunch`), as a subprocess with stdout and stderr apart, and its exit code.
 final class RbeeRun: Sendable {
     private final class Output: Sendable {
         let value = Mutex((stdout: Data(), stderr: Data()))
@@ -23,9 +24,11 @@ final class RbeeRun: Sendable {
 
     /// `input` is written to the program's standard input, which stays open unless `closeInput`.
     init(_ arguments: [String], environment: [String: String], input text: String = "", closeInput: Bool = true) throws {
-        process.executableURL = URL(fileURLWithPath: binary(named: "rbee"))
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let launch = try PathLaunch("rbee", arguments, environment: environment)
+        process.executableURL = URL(fileURLWithPath: launch.executable)
+        process.arguments = launch.arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(launch.environment) { $1 }
+        process.currentDirectoryURL = URL(fileURLWithPath: launch.workingDirectory)
         let out = Pipe()
         let err = Pipe()
         process.standardInput = input
@@ -90,14 +93,15 @@ func json<T: Decodable>(_ url: String, as type: T.Type) async throws -> T {
         #expect(workerProcesses().subtracting(workersBefore).isEmpty, "workers left: \(workerProcesses().subtracting(workersBefore))")
     }
 
-    /// With a queen running, `rbee infer` uses it and leaves it running; Ctrl-C mid-stream exits
-    /// 130 with the worker's slot free again within 1 s; errors are one line and exit 1 (2 for usage).
+    /// With a queen running (itself started through `PATH`, so it finds its hive by itself), `rbee
+    /// infer` uses it and leaves it running; Ctrl-C mid-stream exits 130 with the worker's slot
+    /// free again within 1 s; errors are one line and exit 1 (2 for usage).
     @Test func runningQueenCtrlCAndErrors() async throws {
         let home = try temporaryHome()
         let port = freePort()
         let modelDirectory = URL(fileURLWithPath: NSHomeDirectory() + "/.cache/rbee/models").path
         let queen = try Daemon(
-            binary(named: "queen-rbee"), ["--port", "\(port)", "--home", home, "--local-hive-port", "0", "--model-dir", modelDirectory],
+            PathLaunch("queen-rbee", ["--port", "\(port)", "--home", home, "--local-hive-port", "0", "--model-dir", modelDirectory]),
             url: "http://127.0.0.1:\(port)", log: home + "/queen.log")
         defer { Task { await queen.stop() } }
         try await queen.waitHealthy()

@@ -233,6 +233,28 @@ import Testing
         #expect(try await waitFor(timeout: .seconds(1)) { try await health(worker).slotsBusy == 0 } != nil)
     }
 
+    /// Two requests with the same `job_id` at once: the check and the enqueueing are one step, so
+    /// exactly one is refused with 409 `JOB_EXISTS` and the other streams to its end.
+    @Test func twoRequestsWithOneJobIDAtOnceGetExactlyOneConflict() async throws {
+        let worker = try await SharedWorker.get()
+        let body = inferenceJSON("Once upon a time", maxTokens: 16, extra: #""job_id":"twin-job","ignore_eos":true"#)
+        let answers = try await withThrowingTaskGroup(of: (UInt, Data).self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    let (response, data) = try await post(worker.baseURL + "/v1/inference", json: body)
+                    return (response.status.code, data)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.map(\.0).sorted() == [200, 409], "\(answers.map { ($0.0, String(decoding: $0.1, as: UTF8.self)) })")
+        let refused = try #require(answers.first { $0.0 == 409 })
+        #expect(try decode(ErrorEnvelope.self, refused.1).error.code == .jobExists)
+        let streamed = try #require(answers.first { $0.0 == 200 })
+        #expect(String(decoding: streamed.1, as: UTF8.self).hasSuffix("data: [DONE]\n\n"))
+        #expect(String(decoding: streamed.1, as: UTF8.self).contains(#""tokens_out":16"#))
+    }
+
     @Test func streamFalseReturnsOneDocument() async throws {
         let worker = try await SharedWorker.get()
         let (response, body) = try await post(
