@@ -186,16 +186,20 @@ let package = Package(
             name: "RbeeTestSupport",
             dependencies: [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "RbeeAPITests", dependencies: ["RbeeAPI"]),
-        .testTarget(name: "RbeeGGUFTests", dependencies: ["RbeeGGUF"]),
-        .testTarget(name: "RbeeInferenceTests", dependencies: ["RbeeInference"], swiftSettings: llamaSwiftSettings),
+        .testTarget(name: "RbeeGGUFTests", dependencies: ["RbeeGGUF", "RbeeTestSupport"]),
+        .testTarget(name: "RbeeInferenceTests", dependencies: ["RbeeInference", "RbeeTestSupport"], swiftSettings: llamaSwiftSettings),
         .testTarget(
             name: "RbeeWorkerTests",
             dependencies: [
-                "RbeeWorker", "RbeeAPI", "RbeeHTTP",
+                "RbeeWorker", "RbeeAPI", "RbeeHTTP", "RbeeTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -207,7 +211,7 @@ let package = Package(
         .testTarget(
             name: "RbeeHiveTests",
             dependencies: [
-                "RbeeHive", "RbeeAPI", "RbeeHTTP", "RbeeGGUF", "RbeeWorker", "RbeeInference",
+                "RbeeHive", "RbeeAPI", "RbeeHTTP", "RbeeGGUF", "RbeeWorker", "RbeeInference", "RbeeTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

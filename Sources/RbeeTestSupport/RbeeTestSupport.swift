@@ -6,18 +6,31 @@ import NIOCore
 import Glibc
 #endif
 
-// Helpers for the end-to-end tests of the queen and the CLI, which run this package's programs
-// as real child processes. Not part of any product.
+// What every test target shares: the real model, the HTTP client, temporary homes, waits, and
+// this package's programs run as real child processes. Not part of any product.
 
-/// The client the helpers use (a connection per concurrent stream).
-public let supportHTTP: HTTPClient = {
+/// The real default model (see `scripts/fetch-model.sh`); `RBEE_TEST_MODEL` overrides it.
+public let modelPath: String =
+    ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"] ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
+public let modelDirectory = (modelPath as NSString).deletingLastPathComponent
+/// The catalog id a hive gives the model.
+public let modelID = "gemma-3-270m-q4_k_m"
+public let modelSHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+public let modelSize = 253_113_024
+/// The model as a Hugging Face reference, which `ModelServer` serves at `modelURLPath`.
+public let modelRef = "hf:google/gemma-3-270m:gemma-3-270m-q4_k_m.gguf"
+public let modelURLPath = "/google/gemma-3-270m/resolve/main/gemma-3-270m-q4_k_m.gguf"
+
+/// The client every test uses, with a connection per concurrent stream.
+public let http: HTTPClient = {
     var configuration = HTTPClient.Configuration()
-    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
+    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 128
     return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
 }()
 
+/// A fresh directory under the temporary directory (`scripts/test.sh` removes them all).
 public func temporaryHome() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rbee-queen-test-\(UUID().uuidString)").path
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rbee-test-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
 }
@@ -102,7 +115,7 @@ public final class Daemon: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if !process.isRunning { throw DaemonError("\(url) exited: \(tail())") }
-            if let response = try? await supportHTTP.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(1)),
+            if let response = try? await http.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(1)),
                 response.status == .ok
             {
                 return
@@ -150,13 +163,20 @@ public func processes(containing marker: String) -> [String] {
     }
 }
 
-/// Polls `condition` until it holds; returns when it did.
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns the time it took,
+/// or nil when it never held.
+public func waitFor(timeout: Duration, _ condition: () async throws -> Bool) async throws -> Duration? {
+    let start = ContinuousClock.now
+    while ContinuousClock.now - start < timeout {
+        if try await condition() { return ContinuousClock.now - start }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return nil
+}
+
+/// `waitFor`, failing when the condition never held; returns when it did.
 @discardableResult
 public func waitUntil(_ timeout: Duration, _ condition: () async throws -> Bool) async throws -> ContinuousClock.Instant {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return .now }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw DaemonError("condition not met within \(timeout)")
+    guard try await waitFor(timeout: timeout, condition) != nil else { throw DaemonError("condition not met within \(timeout)") }
+    return .now
 }

@@ -1,11 +1,9 @@
 import Foundation
+import RbeeTestSupport
 import Testing
 
 @testable import RbeeGGUF
 
-/// The real default model (see `scripts/fetch-model.sh`); RBEE_TEST_MODEL overrides it.
-let modelPath: String = ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"]
-    ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
 
 @Suite struct GGUFFileTests {
     @Test func readsTheFactsOfTheRealModel() throws {

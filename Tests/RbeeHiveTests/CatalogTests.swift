@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import RbeeAPI
 import RbeeHive
+import RbeeTestSupport
 import Testing
 
 @Suite(.serialized) struct CatalogTests {
@@ -41,7 +42,7 @@ import Testing
         let resumedAt = try #require(server.ranges.last.flatMap { Int($0.dropFirst(6).split(separator: "-").first ?? "") })
         #expect(resumedAt == left)
         try await hive.stop()
-        server.task.cancel()
+        await server.stop()
     }
 
     @Test func theCatalogListsGetsRemovesAndImports() async throws {
@@ -83,17 +84,6 @@ import Testing
     }
 
     static func hiveBinary() -> String? { binary(named: "rbee-hive") }
-
-    /// An executable of this package, in the build directory the tests were built into.
-    static func binary(named name: String) -> String? {
-        var directory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = directory.appendingPathComponent(name).path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory.deleteLastPathComponent()
-        }
-        return nil
-    }
 }
 
 /// Talks to a hive that runs as a separate process.

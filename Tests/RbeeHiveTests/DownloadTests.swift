@@ -1,6 +1,7 @@
 import Foundation
 import RbeeAPI
 import RbeeHive
+import RbeeTestSupport
 import Testing
 
 /// Acceptance 1, 2, 4 and 6 of the hive issue: downloads of the real model from a local server.
@@ -46,7 +47,7 @@ import Testing
         #expect(info.quantization == "Q4_K_M")
         #expect(info.sha256 == modelSHA256)
         try await hive.stop()
-        server.task.cancel()
+        await server.stop()
     }
 
     @Test func aDroppedConnectionIsResumedWithRange() async throws {
@@ -59,7 +60,7 @@ import Testing
         #expect(resumedAt <= modelSize * 4 / 10 && resumedAt >= modelSize * 35 / 100, "resumed at byte \(resumedAt)")
         #expect(Double(server.bytesSent) <= Double(modelSize) * 1.05, "fetched \(server.bytesSent) bytes for a \(modelSize)-byte file")
         try await hive.stop()
-        server.task.cancel()
+        await server.stop()
     }
 
     @Test func twentyConcurrentRequestsShareOneDownload() async throws {
@@ -76,7 +77,7 @@ import Testing
         #expect(try await hive.follow(id).events.last.map { if case .complete = $0 { true } else { false } } == true)
         #expect(server.requests == 1)
         try await hive.stop()
-        server.task.cancel()
+        await server.stop()
     }
 
     @Test func eachFailureHasItsOwnErrorAndLeavesNoFileUnderItsFinalName() async throws {
@@ -130,7 +131,7 @@ import Testing
         #expect(hive.modelFiles.allSatisfy { $0.hasSuffix(".partial") }, "files left: \(hive.modelFiles)")
         #expect(try await hive.service.provisioner.catalog.list().isEmpty)
         try await hive.stop()
-        server.task.cancel()
+        await server.stop()
     }
 
     @Test func stoppingTheHiveEndsRunningDownloadsWithCancelledAndKeepsThePartialFile() async throws {
@@ -145,7 +146,7 @@ import Testing
         #expect(result.done)
         #expect(result.events.last.map { if case .failed(let error) = $0 { error.code.rawValue == "CANCELLED" } else { false } } == true)
         #expect(hive.modelFiles == ["gemma-3-270m-q4_k_m.gguf.partial"])
-        server.task.cancel()
+        await server.stop()
     }
 
     @Test func unknownDownloadIdsGet404() async throws {

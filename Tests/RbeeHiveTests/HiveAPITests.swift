@@ -8,6 +8,7 @@ import NIOHTTP1
 import RbeeAPI
 import RbeeHTTP
 import RbeeHive
+import RbeeTestSupport
 import Synchronization
 import Testing
 
@@ -68,20 +69,9 @@ import Testing
             if let beat = try? JSONDecoder().decode(HiveHeartbeat.self, from: body) { beats.withLock { $0.append(beat) } }
             return .ok
         }
-        let ports = AsyncStream<Int>.makeStream()
-        let queen = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                ports.continuation.yield(channel.localAddress?.port ?? 0)
-                ports.continuation.finish()
-            },
-            logger: { var logger = Logger(label: "test-queen"); logger.logLevel = .critical; return logger }())
-        let queenTask = Task { try await queen.runService() }
-        var port = 0
-        for await value in ports.stream { port = value }
-
+        let queen = await StandInServer.start(router)
         let hive = try await RunningHive.start(server: nil) {
-            $0.queenURL = "http://127.0.0.1:\(port)"
+            $0.queenURL = queen.url
             $0.queenHeartbeatInterval = .milliseconds(200)
             $0.name = "hive-a"
         }
@@ -93,6 +83,6 @@ import Testing
         #expect(first.apiVersion == RbeeVersion.apiVersion)
         #expect(beats.withLock { $0.count } >= 2)
         try await hive.stop()
-        queenTask.cancel()
+        await queen.stop()
     }
 }

@@ -6,29 +6,8 @@ import NIOFoundationCompat
 import NIOHTTP1
 import RbeeAPI
 import RbeeHive
+import RbeeTestSupport
 import Testing
-
-/// The real default model (see `scripts/fetch-model.sh`); RBEE_TEST_MODEL overrides it.
-let modelPath: String = ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"]
-    ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
-let modelSHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-let modelSize = 253_113_024
-/// How tests name the model: the file served as a Hugging Face repository would serve it.
-let modelRef = "hf:google/gemma-3-270m:gemma-3-270m-q4_k_m.gguf"
-let modelURLPath = "/google/gemma-3-270m/resolve/main/gemma-3-270m-q4_k_m.gguf"
-
-let http: HTTPClient = {
-    var configuration = HTTPClient.Configuration()
-    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
-    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-}()
-
-/// A fresh RBEE_HOME under the temporary directory.
-func temporaryHome() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("rbee-home-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
 
 /// A hive running in this process on a free loopback port, downloading from `server`.
 struct RunningHive: Sendable {

@@ -1,3 +1,4 @@
+import RbeeTestSupport
 import Testing
 
 @testable import RbeeAPI

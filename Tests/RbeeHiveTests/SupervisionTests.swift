@@ -5,6 +5,7 @@ import NIOFoundationCompat
 import NIOHTTP1
 import RbeeAPI
 import RbeeHive
+import RbeeTestSupport
 import Testing
 
 /// Acceptance 5 of the hive issue, with real `llm-worker-rbee` children on the real model.
@@ -12,7 +13,7 @@ import Testing
     static func startHive(idle: Duration = .seconds(60), _ adjust: @escaping (inout SupervisionSettings) -> Void = { _ in }) async throws
         -> RunningHive
     {
-        let worker = try #require(CatalogTests.binary(named: "llm-worker-rbee"), "llm-worker-rbee was not built next to the tests")
+        let worker = binary(named: "llm-worker-rbee")
         return try await RunningHive.start(server: nil) {
             $0.extraModelDirectories = [(modelPath as NSString).deletingLastPathComponent]
             $0.supervision = SupervisionSettings(workerBinary: worker)
@@ -65,7 +66,7 @@ import Testing
 
         let progress = try await sse(worker.progressURL)
         #expect(progress.suffix(2) == [#"{"stage":"ready"}"#, "[DONE]"])
-        let ready = try await waitUntil(seconds: 10) { state(hive, worker.workerID)?.state == .ready }
+        let ready = try await waitFor(timeout: .seconds(10)) { state(hive, worker.workerID)?.state == .ready } != nil
         #expect(ready)
         let stream = try await sse(worker.url + "/v1/inference", method: .POST, json: #"{"prompt":"Bees make","max_tokens":8}"#)
         #expect(stream.last == "[DONE]")
@@ -73,7 +74,7 @@ import Testing
         #expect(try await spawn(hive).workerID == worker.workerID, "the ready worker was not reused")
 
         // Idle for 3 s (heartbeats show no new request): stopped and gone.
-        let stopped = try await waitUntil(seconds: 15) { state(hive, worker.workerID) == nil && !Self.alive(pid) }
+        let stopped = try await waitFor(timeout: .seconds(15)) { state(hive, worker.workerID) == nil && !Self.alive(pid) } != nil
         #expect(stopped, "the idle worker is still there: \(String(describing: state(hive, worker.workerID)))")
         try await hive.stop()
     }
@@ -83,12 +84,12 @@ import Testing
         let first = try await spawn(hive)
         let second = try await spawn(hive, reuse: false)
         #expect(first.workerID != second.workerID)
-        #expect(try await waitUntil(seconds: 20) { state(hive, first.workerID)?.state == .ready && state(hive, second.workerID)?.state == .ready })
+        #expect(try await waitFor(timeout: .seconds(20)) { state(hive, first.workerID)?.state == .ready && state(hive, second.workerID)?.state == .ready } != nil)
 
         let victim = try #require(first.pid)
         let killedAt = ContinuousClock.now
         kill(victim, SIGKILL)
-        let noticed = try await waitUntil(seconds: 2) { state(hive, first.workerID)?.state == .failed }
+        let noticed = try await waitFor(timeout: .seconds(2)) { state(hive, first.workerID)?.state == .failed } != nil
         #expect(noticed, "kill -9 was not noticed within 2 s (took \(ContinuousClock.now - killedAt))")
         #expect(state(hive, first.workerID)?.exit == "signal 9")
 
@@ -114,30 +115,30 @@ import Testing
     @Test func aWorkerThatFallsSilentIsStoppedAndRemoved() async throws {
         let hive = try await Self.startHive { $0.stopGrace = .milliseconds(500) }
         let worker = try await spawn(hive)
-        #expect(try await waitUntil(seconds: 20) { state(hive, worker.workerID)?.state == .ready })
+        #expect(try await waitFor(timeout: .seconds(20)) { state(hive, worker.workerID)?.state == .ready } != nil)
         let pid = try #require(worker.pid)
         kill(pid, SIGSTOP)  // alive but silent: no heartbeats, no health answers
-        let removed = try await waitUntil(seconds: 10) { state(hive, worker.workerID) == nil }
+        let removed = try await waitFor(timeout: .seconds(10)) { state(hive, worker.workerID) == nil } != nil
         #expect(removed, "a silent worker was kept: \(String(describing: state(hive, worker.workerID)))")
-        #expect(try await waitUntil(seconds: 5) { !Self.alive(pid) }, "the silent worker's process is still alive")
+        #expect(try await waitFor(timeout: .seconds(5)) { !Self.alive(pid) } != nil, "the silent worker's process is still alive")
         try await hive.stop()
     }
 
     @Test func aWorkerStillLoadingAfterTheTimeoutIsStopped() async throws {
         let hive = try await Self.startHive { $0.loadingTimeout = .milliseconds(1) }
         let worker = try await spawn(hive)
-        let failed = try await waitUntil(seconds: 10) {
+        let failed = try await waitFor(timeout: .seconds(10)) {
             guard let info = state(hive, worker.workerID) else { return false }
             return info.state == .failed || info.state == .stopped
         }
-        #expect(failed)
+        #expect(failed != nil)
         #expect(state(hive, worker.workerID)?.error?.code == .loadingTimeout)
         try await hive.stop()
     }
 
     @Test func spawningAModelThatIsNotHereDownloadsItFirst() async throws {
         let server = try await ModelServer.start(files: [modelURLPath: modelPath])
-        let worker = try #require(CatalogTests.binary(named: "llm-worker-rbee"))
+        let worker = binary(named: "llm-worker-rbee")
         let hive = try await RunningHive.start(server: server) {
             $0.supervision = SupervisionSettings(workerBinary: worker)
             $0.supervision.ports = 47200...47299
@@ -154,18 +155,10 @@ import Testing
         let download = try await sse(spawned.progressURL)
         #expect(download.last == "[DONE]")
         #expect(download.dropLast().last?.contains(#""stage":"complete""#) == true)
-        #expect(try await waitUntil(seconds: 20) { state(hive, spawned.workerID)?.state == .ready })
+        #expect(try await waitFor(timeout: .seconds(20)) { state(hive, spawned.workerID)?.state == .ready } != nil)
         try await hive.stop()
-        server.task.cancel()
+        await server.stop()
     }
 
     /// Polls every 50 ms.
-    func waitUntil(seconds: Double, _ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        return try await condition()
-    }
 }

@@ -1,4 +1,5 @@
 import RbeeAPI
+import RbeeTestSupport
 import Testing
 
 @testable import RbeeHive

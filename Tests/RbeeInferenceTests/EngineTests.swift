@@ -1,12 +1,10 @@
 import Foundation
 import RbeeAPI
+import RbeeTestSupport
 import Testing
 
 @testable import RbeeInference
 
-/// The real default model (see `scripts/fetch-model.sh`); RBEE_TEST_MODEL overrides it.
-let modelPath: String = ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"]
-    ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
 
 /// One engine on the real model for this suite.
 enum SharedEngine {

@@ -67,11 +67,6 @@ func workerProcesses() -> Set<String> {
     Set(processes(containing: "llm-worker-rbee").filter { !$0.contains("rbeePackageTests") }.map { String($0.prefix { $0 != ":" }) })
 }
 
-func json<T: Decodable>(_ url: String, as type: T.Type) async throws -> T {
-    let response = try await supportHTTP.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
-    return try JSONDecoder().decode(T.self, from: Data(buffer: try await response.body.collect(upTo: 1 << 20)))
-}
-
 @Suite(.serialized) struct RbeeCLITests {
     /// With no queen, `rbee infer` starts one (and its hive and worker), streams, and leaves
     /// nothing running.
@@ -119,9 +114,9 @@ func json<T: Decodable>(_ url: String, as type: T.Type) async throws -> T {
         let interruptedAt = ContinuousClock.now
         #expect(await long.wait(timeout: .seconds(10)) == 130, "\(long.stderr)")
         struct Workers: Decodable { var workers: [ClusterWorker] }
-        let worker = try #require(try await json(queen.url + "/v1/workers", as: Workers.self).workers.first)
+        let worker = try #require(try await get(queen.url + "/v1/workers", as: Workers.self).workers.first)
         let freed = try await waitUntil(.seconds(5)) {
-            try await json(worker.url + "/health", as: WorkerHealth.self).slotsBusy == 0
+            try await get(worker.url + "/health", as: WorkerHealth.self).slotsBusy == 0
         }
         #expect(freed - interruptedAt < .seconds(1), "slot freed after \(freed - interruptedAt)")
 

@@ -16,8 +16,7 @@ import Glibc
     /// Cold start where only hive B can fetch the model, warm reuse, a worker killed mid-stream,
     /// and a restarted queen that still knows its hives.
     @Test func coldStartWarmStartWorkerCrashAndRestart() async throws {
-        let server = try await startModelFileServer()
-        defer { Task { await server.stop() } }
+        let server = try await ModelServer.start()
         var cluster = try await Cluster.start(hives: [
             ("hive-a", ["--download-attempts", "1"], ["HF_ENDPOINT": "http://127.0.0.1:9"]),
             ("hive-b", [], ["HF_ENDPOINT": server.url]),
@@ -107,6 +106,7 @@ import Glibc
         }
         await cluster.stop()
         cluster.hives.removeAll()
+        await server.stop()
     }
 
     /// 16 concurrent requests spread over two hives and all complete; a queen with a small queue

@@ -13,19 +13,6 @@ import Testing
 import Glibc
 #endif
 
-/// The real default model (see `scripts/fetch-model.sh`); RBEE_TEST_MODEL overrides it.
-let modelPath: String = ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"]
-    ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
-let modelID = "gemma-3-270m-q4_k_m"
-/// The model as a Hugging Face reference, served by a local file server in the cold-start test.
-let modelRef = "hf:google/gemma-3-270m:gemma-3-270m-q4_k_m.gguf"
-
-let http: HTTPClient = {
-    var configuration = HTTPClient.Configuration()
-    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 64
-    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-}()
-
 /// A queen and hives as separate processes, each hive with its own RBEE_HOME, standing in for
 /// machines of a network.
 struct Cluster {
@@ -87,21 +74,6 @@ struct Cluster {
         struct List: Decodable { var workers: [ClusterWorker] }
         return try await get(queen.url + "/v1/workers", as: List.self).workers
     }
-}
-
-func get<T: Decodable>(_ url: String, as type: T.Type) async throws -> T {
-    let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
-    let body = try await response.body.collect(upTo: 8 << 20)
-    return try JSONDecoder().decode(T.self, from: Data(buffer: body))
-}
-
-func post(_ url: String, json: String) async throws -> (HTTPClientResponse, Data) {
-    var request = HTTPClientRequest(url: url)
-    request.method = .POST
-    request.headers.add(name: "Content-Type", value: "application/json")
-    request.body = .bytes(ByteBuffer(string: json))
-    let response = try await http.execute(request, timeout: .seconds(60))
-    return (response, Data(buffer: try await response.body.collect(upTo: 8 << 20)))
 }
 
 /// A task stream read to its end, each event with its arrival time.
@@ -178,23 +150,3 @@ func runTask(
 func taskJSON(_ model: String, prompt: String = "The capital of France is", maxTokens: Int = 8, extra: String = "") -> String {
     "{\"model\":\"\(model)\",\"prompt\":\"\(prompt)\",\"max_tokens\":\(maxTokens),\"seed\":7,\"temperature\":0\(extra.isEmpty ? "" : "," + extra)}"
 }
-
-/// Serves a directory over HTTP with a real child process (`python3 -m http.server`), laid out as
-/// a Hugging Face endpoint serves files.
-func startModelFileServer() async throws -> Daemon {
-    let root = try temporaryHome()
-    let directory = root + "/google/gemma-3-270m/resolve/main"
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    try FileManager.default.createSymbolicLink(atPath: directory + "/gemma-3-270m-q4_k_m.gguf", withDestinationPath: modelPath)
-    let port = freePort()
-    let server = try Daemon(
-        "/usr/bin/env", ["python3", "-m", "http.server", "\(port)", "--bind", "127.0.0.1", "--directory", root], url: "http://127.0.0.1:\(port)",
-        log: root + "/server.log")
-    let deadline = ContinuousClock.now + .seconds(10)
-    while ContinuousClock.now < deadline {
-        if (try? await http.execute(HTTPClientRequest(url: server.url + "/"), timeout: .seconds(1))) != nil { return server }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    throw DaemonError("file server did not start: \(server.tail())")
-}
-

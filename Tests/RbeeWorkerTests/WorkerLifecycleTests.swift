@@ -5,6 +5,7 @@ import Hummingbird
 import NIOCore
 import RbeeAPI
 import RbeeHTTP
+import RbeeTestSupport
 import RbeeWorker
 import Synchronization
 import Testing
@@ -104,7 +105,7 @@ import Testing
     }
 
     @Test func theWorkerBinaryDrainsAndExitsZeroOnSIGTERM() async throws {
-        let binary = try #require(Self.workerBinary(), "llm-worker-rbee was not built next to the tests")
+        let binary = binary(named: "llm-worker-rbee")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         let port = Int.random(in: 20000..<40000)
@@ -146,41 +147,26 @@ import Testing
 
         hive.refuse()
         #expect(await finishes(worker.task, within: .seconds(10)), "the worker kept running after its hive refused 3 heartbeats")
-        hive.task.cancel()
-    }
-
-    /// `llm-worker-rbee` in the build directory the tests were built into.
-    static func workerBinary() -> String? {
-        var directory = URL(fileURLWithPath: CommandLine.arguments.first ?? "").deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = directory.appendingPathComponent("llm-worker-rbee").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory.deleteLastPathComponent()
-        }
-        return Bundle.main.executableURL.flatMap { url -> String? in
-            let candidate = url.deletingLastPathComponent().appendingPathComponent("llm-worker-rbee").path
-            return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
-        }
+        await hive.stop()
     }
 }
 
 /// A stand-in hive for the worker's reports: it records them, and refuses once told to.
 final class RecordingHive: Sendable {
     private let state = Mutex<(ready: [WorkerReadyReport], beats: [WorkerHeartbeat], refusing: Bool)>(([], [], false))
-    let url: String
-    let task: Task<Void, any Error>
+    private let server: StandInServer
 
+    var url: String { server.url }
     var readyReports: [WorkerReadyReport] { state.withLock { $0.ready } }
     var heartbeats: [WorkerHeartbeat] { state.withLock { $0.beats } }
     func refuse() { state.withLock { $0.refusing = true } }
+    func stop() async { await server.stop() }
 
-    private init(url: String, task: Task<Void, any Error>) {
-        self.url = url
-        self.task = task
+    private init(server: StandInServer) {
+        self.server = server
     }
 
     static func start() async throws -> RecordingHive {
-        let ports = AsyncStream<Int>.makeStream()
         let router = Router()
         let hiveRef = HiveRef()
         router.post("/v1/workers/ready") { request, context in
@@ -189,17 +175,7 @@ final class RecordingHive: Sendable {
         router.post("/v1/workers/heartbeat") { request, context in
             try await hiveRef.handle(request, context: context, ready: false)
         }
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                ports.continuation.yield(channel.localAddress?.port ?? 0)
-                ports.continuation.finish()
-            },
-            logger: { var logger = Logger(label: "test-server"); logger.logLevel = .critical; return logger }())
-        let task = Task { try await app.runService() }
-        var port = 0
-        for await value in ports.stream { port = value }
-        let hive = RecordingHive(url: "http://127.0.0.1:\(port)", task: task)
+        let hive = RecordingHive(server: await StandInServer.start(router))
         hiveRef.hive.withLock { $0 = hive }
         return hive
     }

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import RbeeAPI
+import RbeeTestSupport
 import Testing
 
 /// Acceptance 1–4 of the worker issue, on the shared 4-slot worker and the real model.

@@ -6,20 +6,10 @@ import NIOFoundationCompat
 import NIOHTTP1
 import RbeeAPI
 import RbeeInference
+import RbeeTestSupport
 import RbeeWorker
 import Synchronization
 import Testing
-
-/// The real default model (see `scripts/fetch-model.sh`); RBEE_TEST_MODEL overrides it.
-let modelPath: String = ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"]
-    ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
-
-/// One client for every test, allowed enough connections for the queue-bound test.
-let http: HTTPClient = {
-    var configuration = HTTPClient.Configuration()
-    configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 128
-    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-}()
 
 /// A worker service running in this process on a free loopback port, over real HTTP.
 struct RunningWorker: Sendable {
@@ -136,45 +126,6 @@ struct StreamTranscript {
         guard data.count >= 2, data.last?.isDone == true else { return false }
         return events.filter(\.isTerminal).count == 1 && data[data.count - 2].event?.isTerminal == true
     }
-}
-
-func post(_ url: String, json: String, headers: [(String, String)] = []) async throws -> (HTTPClientResponse, Data) {
-    var request = HTTPClientRequest(url: url)
-    request.method = .POST
-    request.headers.add(name: "Content-Type", value: "application/json")
-    for (name, value) in headers { request.headers.add(name: name, value: value) }
-    request.body = .bytes(ByteBuffer(string: json))
-    let response = try await http.execute(request, timeout: .seconds(120))
-    let body = try await response.body.collect(upTo: 16 << 20)
-    return (response, Data(buffer: body))
-}
-
-func get(_ url: String, headers: [(String, String)] = []) async throws -> (HTTPClientResponse, Data) {
-    var request = HTTPClientRequest(url: url)
-    for (name, value) in headers { request.headers.add(name: name, value: value) }
-    let response = try await http.execute(request, timeout: .seconds(30))
-    let body = try await response.body.collect(upTo: 16 << 20)
-    return (response, Data(buffer: body))
-}
-
-func delete(_ url: String) async throws -> HTTPClientResponse {
-    var request = HTTPClientRequest(url: url)
-    request.method = .DELETE
-    let response = try await http.execute(request, timeout: .seconds(30))
-    _ = try await response.body.collect(upTo: 1 << 20)
-    return response
-}
-
-func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T { try JSONDecoder().decode(type, from: data) }
-
-/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns the time it took.
-func waitFor(timeout: Duration, _ condition: () async throws -> Bool) async throws -> Duration? {
-    let start = ContinuousClock.now
-    while ContinuousClock.now - start < timeout {
-        if try await condition() { return ContinuousClock.now - start }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-    return nil
 }
 
 func health(_ worker: RunningWorker) async throws -> WorkerHealth {

@@ -5,20 +5,31 @@ import Hummingbird
 import NIOCore
 import Synchronization
 
-/// A local file server for download tests, on loopback: serves real files with `Range` support
-/// and can misbehave on cue (drop the connection part-way, stall, refuse, announce a sha256).
-final class ModelServer: Sendable {
-    struct Behaviour: Sendable {
+/// A local file server for download tests, on loopback, laid out as a Hugging Face endpoint
+/// serves files: serves real files with `Range` support and can misbehave on cue (drop the
+/// connection part-way, stall, refuse, announce a sha256).
+public final class ModelServer: Sendable {
+    public struct Behaviour: Sendable {
         /// Close the connection after this fraction of the file, on the first request only.
-        var dropAtFraction: Double?
+        public var dropAtFraction: Double?
         /// Send this many bytes, then nothing more (a stall).
-        var stallAfterBytes: Int?
+        public var stallAfterBytes: Int?
         /// Pause between 1 MiB chunks, to make progress observable.
-        var chunkDelay: Duration?
+        public var chunkDelay: Duration?
         /// Answer every request with this status.
-        var status: Int?
+        public var status: Int?
         /// Sent as `X-Linked-Etag`, as Hugging Face does for LFS files.
-        var linkedETag: String?
+        public var linkedETag: String?
+
+        public init(
+            dropAtFraction: Double? = nil, stallAfterBytes: Int? = nil, chunkDelay: Duration? = nil, status: Int? = nil, linkedETag: String? = nil
+        ) {
+            self.dropAtFraction = dropAtFraction
+            self.stallAfterBytes = stallAfterBytes
+            self.chunkDelay = chunkDelay
+            self.status = status
+            self.linkedETag = linkedETag
+        }
     }
 
     private struct State {
@@ -29,44 +40,34 @@ final class ModelServer: Sendable {
     }
 
     private let state = Mutex(State())
-    let files: [String: String]
-    let url: String
-    let task: Task<Void, any Error>
+    public let files: [String: String]
+    private let server: StandInServer
 
-    var requests: Int { state.withLock { $0.requests } }
-    var bytesSent: Int { state.withLock { $0.bytesSent } }
-    var ranges: [String] { state.withLock { $0.ranges } }
-    func set(_ behaviour: Behaviour) { state.withLock { $0.behaviour = behaviour } }
+    public var url: String { server.url }
+    public var requests: Int { state.withLock { $0.requests } }
+    public var bytesSent: Int { state.withLock { $0.bytesSent } }
+    public var ranges: [String] { state.withLock { $0.ranges } }
+    public func set(_ behaviour: Behaviour) { state.withLock { $0.behaviour = behaviour } }
 
-    private init(files: [String: String], url: String, task: Task<Void, any Error>) {
+    private init(files: [String: String], server: StandInServer) {
         self.files = files
-        self.url = url
-        self.task = task
+        self.server = server
     }
 
-    /// Serves `files` (URL path → file path).
-    static func start(files: [String: String]) async throws -> ModelServer {
+    /// Serves `files` (URL path → file path); by default the real model as `modelRef` names it.
+    public static func start(files: [String: String] = [modelURLPath: modelPath]) async throws -> ModelServer {
         let holder = Mutex<ModelServer?>(nil)
-        let ports = AsyncStream<Int>.makeStream()
         let router = Router()
         router.get("**") { request, _ -> Response in
             guard let server = holder.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
             return try server.respond(request)
         }
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in
-                ports.continuation.yield(channel.localAddress?.port ?? 0)
-                ports.continuation.finish()
-            },
-            logger: { var logger = Logger(label: "test-server"); logger.logLevel = .critical; return logger }())
-        let task = Task { try await app.runService() }
-        var port = 0
-        for await value in ports.stream { port = value }
-        let server = ModelServer(files: files, url: "http://127.0.0.1:\(port)", task: task)
+        let server = ModelServer(files: files, server: await StandInServer.start(router))
         holder.withLock { $0 = server }
         return server
     }
+
+    public func stop() async { await server.stop() }
 
     private func respond(_ request: Request) throws -> Response {
         let (behaviour, first) = state.withLock { state -> (Behaviour, Bool) in
