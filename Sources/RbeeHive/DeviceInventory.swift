@@ -1,5 +1,6 @@
 import Foundation
 import RbeeAPI
+import Synchronization
 
 /// What this machine offers workers: CPU cores, RAM, and NVIDIA GPUs when `nvidia-smi` is there.
 public enum DeviceInventory {
@@ -30,11 +31,23 @@ public enum DeviceInventory {
         }
     }
 
-    /// Reads the devices; `nvidia-smi` runs on a queue of its own, not the cooperative pool.
+    /// How long an `nvidia-smi` answer is used before it is asked again: heartbeats (every 10 s)
+    /// and spawns read the devices, and each run of the tool costs tens of milliseconds.
+    static let gpuAnswerLifetime: Duration = .seconds(30)
+    private static let gpuAnswer = Mutex<(gpus: [GPU], at: ContinuousClock.Instant)?>(nil)
+
+    /// Reads the devices; `nvidia-smi` runs on a queue of its own, not the cooperative pool, at
+    /// most once per `gpuAnswerLifetime`.
     public static func detect() async -> Devices {
         let memory = memoryInfo()
-        let gpus = await withCheckedContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(returning: nvidiaGPUs()) }
+        let gpus: [GPU]
+        if let cached = gpuAnswer.withLock({ $0 }), ContinuousClock.now - cached.at < gpuAnswerLifetime {
+            gpus = cached.gpus
+        } else {
+            gpus = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { continuation.resume(returning: nvidiaGPUs()) }
+            }
+            gpuAnswer.withLock { $0 = (gpus, .now) }
         }
         return Devices(
             cpuCores: ProcessInfo.processInfo.activeProcessorCount, ramTotalBytes: memory.total, ramAvailableBytes: memory.available,
