@@ -27,17 +27,21 @@ public enum EventStreamResponse {
     /// inference path, where every hop per token counts).
     ///
     /// `request` must have had its body collected (SWIFT-NOTES trap 1).
+    /// The body runs on the event loop of the request's connection (`EventLoopExecutor`).
     public static func make<Frames: AsyncSequence & Sendable>(
-        request: Request, keepAlive: Duration?, frames: Frames, onEnd: @escaping @Sendable () -> Void = {}
+        request: Request, context: RbeeRequestContext, keepAlive: Duration?, frames: Frames, onEnd: @escaping @Sendable () -> Void = {}
     ) -> Response where Frames.Element == String, Frames.Failure == Never {
-        Response(
+        let executor = context.executor
+        return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
                 defer { onEnd() }
                 do {
                     try await request.body.consumeWithCancellationOnInboundClose { _ in
                         guard let keepAlive else {
-                            for await frame in frames { try await writer.write(ByteBuffer(string: frame)) }
+                            try await withTaskExecutorPreference(executor) {
+                                for await frame in frames { try await writer.write(ByteBuffer(string: frame)) }
+                            }
                             return
                         }
                         let ticks = AsyncTimerSequence(interval: keepAlive, clock: .continuous).map { _ in Item.keepAlive }
@@ -61,21 +65,25 @@ public enum EventStreamResponse {
     /// Streams the frames `work` produces, with `work` running inside the response body as a
     /// structured child of the request: a client that goes away (or a failed write) cancels it,
     /// and the response ends once both the frames and `work` have ended. `work` must end
-    /// `frames` (the last one `[DONE]`) however it ends.
+    /// `frames` (the last one `[DONE]`) however it ends. Both run on the event loop of the
+    /// request's connection (`EventLoopExecutor`), and so does what `work` starts.
     ///
     /// `request` must have had its body collected (SWIFT-NOTES trap 1).
     public static func make<Frames: AsyncSequence & Sendable>(
-        request: Request, frames: Frames, running work: @escaping @Sendable () async -> Void
+        request: Request, context: RbeeRequestContext, frames: Frames, running work: @escaping @Sendable () async -> Void
     ) -> Response where Frames.Element == String, Frames.Failure == Never {
-        Response(
+        let executor = context.executor
+        return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
                 do {
                     try await request.body.consumeWithCancellationOnInboundClose { _ in
-                        try await withThrowingTaskGroup(of: Void.self) { group in
-                            group.addTask { await work() }
-                            for await frame in frames { try await writer.write(ByteBuffer(string: frame)) }
-                            try await group.waitForAll()
+                        try await withTaskExecutorPreference(executor) {
+                            try await withThrowingTaskGroup(of: Void.self) { group in
+                                group.addTask { await work() }
+                                for await frame in frames { try await writer.write(ByteBuffer(string: frame)) }
+                                try await group.waitForAll()
+                            }
                         }
                     }
                 } catch {

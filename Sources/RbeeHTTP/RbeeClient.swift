@@ -145,7 +145,7 @@ public struct EventStreamReader {
 
     /// The stream's events decoded as `Event`, with its comments, until `[DONE]` or the end of
     /// the connection. This is how every relay and client of rbee reads an event stream.
-    public func events<Event: Decodable & Sendable>(of type: Event.Type) -> ServerSentEvents<Event> {
+    public func events<Event: StreamEvent>(of type: Event.Type) -> ServerSentEvents<Event> {
         ServerSentEvents(reader: self)
     }
 }
@@ -160,7 +160,7 @@ public enum StreamMessage<Event: Sendable>: Sendable {
 /// An SSE response read as typed events (`EventStreamReader.events(of:)`). It ends at `[DONE]`
 /// or when the server closes the stream; it throws when the connection breaks, and a frame that
 /// is not an `Event` is an error naming the peer, never skipped.
-public struct ServerSentEvents<Event: Decodable & Sendable>: AsyncSequence {
+public struct ServerSentEvents<Event: StreamEvent>: AsyncSequence {
     public typealias Element = StreamMessage<Event>
     let reader: EventStreamReader
 
@@ -182,6 +182,7 @@ public struct ServerSentEvents<Event: Decodable & Sendable>: AsyncSequence {
                 finished = true
                 return nil
             case .data(let json):
+                if let event = Event.decodeFast(json) { return .event(event) }
                 do {
                     return .event(try decoder.decode(Event.self, from: Data(json.utf8)))
                 } catch {

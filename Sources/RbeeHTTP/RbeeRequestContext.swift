@@ -8,9 +8,12 @@ import RbeeAPI
 public struct RbeeRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var correlationID = ""
+    /// The event loop of the request's connection, where its streamed answer runs.
+    public let executor: EventLoopExecutor
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
+        self.executor = EventLoopExecutor(source.channel.eventLoop)
     }
 
     /// Bodies are collected by the routes themselves, with `Validation.maxBodyBytes`.

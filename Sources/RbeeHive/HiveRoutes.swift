@@ -24,7 +24,7 @@ struct HiveRoutes: Sendable {
             let started = try await provisioner.request(body)
             return Response.json(started, status: started.status == .cached ? .ok : .accepted)
         }
-        router.get("/v1/models/download/progress") { request, _ in try progress(request) }
+        router.get("/v1/models/download/progress") { request, context in try progress(request, context) }
         router.get("/v1/models") { _, _ in Response.json(ModelList(models: try await provisioner.catalogCall { try await provisioner.catalog.list() })) }
         router.get("/v1/models/{id}") { _, context in try await model(context) }
         router.delete("/v1/models/{id}") { _, context in try await removeModel(context) }
@@ -90,14 +90,14 @@ struct HiveRoutes: Sendable {
                 status: models >= 0 ? "ok" : "degraded", uptimeS: (ContinuousClock.now - startedAt).milliseconds / 1000, models: max(models, 0)))
     }
 
-    func progress(_ request: Request) throws -> Response {
+    func progress(_ request: Request, _ context: RbeeRequestContext) throws -> Response {
         guard let id = request.uri.queryParameters["id"].map(String.init), Validation.isValidID(id) else {
             throw RbeeError.invalid([.init(field: "id", message: "required: a download id")])
         }
         guard let events = provisioner.tracker.subscribe(id) else {
             throw RbeeError(.notFound, "no download \(id) (unknown, or finished more than 10 minutes ago)", details: ["download_id": .string(id)])
         }
-        return EventStreamResponse.make(request: request, keepAlive: configuration.keepAliveInterval, frames: ProgressFrames(events))
+        return EventStreamResponse.make(request: request, context: context, keepAlive: configuration.keepAliveInterval, frames: ProgressFrames(events))
     }
 
     func model(_ context: RbeeRequestContext) async throws -> Response {

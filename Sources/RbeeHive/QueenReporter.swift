@@ -45,15 +45,7 @@ struct QueenReporter: Service {
         let heartbeat = HiveHeartbeat(
             name: name, url: await hiveURL(), cpuCores: devices.cpuCores, ramAvailableBytes: devices.ramAvailableBytes, models: catalog.map(\.id),
             workers: supervisor.list(), catalog: catalog)
-        var request = HTTPClientRequest(url: queenURL + "/v1/hives/heartbeat")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token.value)") }
-        request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(heartbeat)))
-        let response = try await HTTPClient.rbee.execute(request, timeout: .seconds(5))
-        _ = try await response.body.collect(upTo: 64 * 1024)
-        guard (200..<300).contains(response.status.code) else {
-            throw RbeeError(.hiveUnreachable, "the queen answered \(response.status.code)")
-        }
+        let client = RbeeClient(token: token?.value, unreachableCode: .unavailable)
+        _ = try await client.call(.POST, queenURL + "/v1/hives/heartbeat", json: try JSONEncoder().encode(heartbeat), timeout: .seconds(5))
     }
 }

@@ -124,21 +124,10 @@ public final class WorkerSupervisor: Service, Sendable {
 
     // MARK: Spawning
 
+    /// `POST /v1/workers/spawn`: a worker of the model (a serving one when `reuse`), answered once
+    /// its process runs, or at once while its model still downloads.
     public func spawn(_ request: WorkerSpawnRequest) async throws(RbeeError) -> HiveWorkerInfo {
-        var fieldErrors: [RbeeError.FieldError] = []
-        if let parallel = request.parallel, !(1...64).contains(parallel) { fieldErrors.append(.init(field: "parallel", message: "must be 1…64")) }
-        if let ctx = request.ctxSize, !(16...1_048_576).contains(ctx) { fieldErrors.append(.init(field: "ctx_size", message: "must be 16…1048576")) }
-        if !fieldErrors.isEmpty { throw RbeeError.invalid(fieldErrors) }
-        let device = request.device ?? "cpu"
-        guard device == "cpu" || device.hasPrefix("cuda:") else {
-            throw RbeeError(.invalidDevice, "device must be cpu or cuda:N, got \(device)", details: ["device": .string(device)])
-        }
-        if device.hasPrefix("cuda:") {
-            let index = Int(device.dropFirst(5)) ?? -1
-            guard await DeviceInventory.detect().gpus.contains(where: { $0.index == index }) else {
-                throw RbeeError(.invalidDevice, "no GPU \(device) on this machine", details: ["device": .string(device)])
-            }
-        }
+        let device = try await Self.device(for: request)
         let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef))
         if request.reuse ?? true, let existing = state.withLock({ state in
             state.records.values.first { $0.lifecycle.modelID == started.modelID && $0.lifecycle.isServing }?.lifecycle.info(now: .now)
@@ -158,6 +147,25 @@ public final class WorkerSupervisor: Service, Sendable {
         // A cached model: answer once the process runs (or could not start).
         for await outcome in record.launched.subscribe() { try outcome.get() }
         return state.withLock { $0.records[workerID]?.lifecycle.info(now: .now) } ?? record.lifecycle.info(now: .now)
+    }
+
+    /// Checks the request's numbers and its device; returns the device.
+    private static func device(for request: WorkerSpawnRequest) async throws(RbeeError) -> String {
+        var fieldErrors: [RbeeError.FieldError] = []
+        if let parallel = request.parallel, !(1...64).contains(parallel) { fieldErrors.append(.init(field: "parallel", message: "must be 1…64")) }
+        if let ctx = request.ctxSize, !(16...1_048_576).contains(ctx) { fieldErrors.append(.init(field: "ctx_size", message: "must be 16…1048576")) }
+        if !fieldErrors.isEmpty { throw RbeeError.invalid(fieldErrors) }
+        let device = request.device ?? "cpu"
+        guard device == "cpu" || device.hasPrefix("cuda:") else {
+            throw RbeeError(.invalidDevice, "device must be cpu or cuda:N, got \(device)", details: ["device": .string(device)])
+        }
+        if device.hasPrefix("cuda:") {
+            let index = Int(device.dropFirst(5)) ?? -1
+            guard await DeviceInventory.detect().gpus.contains(where: { $0.index == index }) else {
+                throw RbeeError(.invalidDevice, "no GPU \(device) on this machine", details: ["device": .string(device)])
+            }
+        }
+        return device
     }
 
     /// About `memoryHeadroom` × the model's size must be available, else 507 `INSUFFICIENT_RAM`.

@@ -55,16 +55,8 @@ struct ModelsCommand: AsyncParsableCommand {
                     guard case .event(let event) = message else { continue }
                     switch event.progress {
                     case .downloading(let bytes, let total, let speed, let eta):
-                        var line = "pulling \(event.model) on \(event.hive) "
-                        if let total, total > 0 {
-                            line += StatusLine.bar(Double(bytes) / Double(total)) + " \(Int(Double(bytes) * 100 / Double(total)))% "
-                            line += StatusLine.megabytes(bytes) + " / " + StatusLine.megabytes(total)
-                        } else {
-                            line += StatusLine.megabytes(bytes)
-                        }
-                        line += String(format: "  %.1f MB/s", speed)
-                        if let eta { line += "  ETA \(TaskPrinter.duration(eta))" }
-                        status.show(line)
+                        status.show(
+                            StatusLine.download("pulling", model: event.model, hive: event.hive, bytes: bytes, total: total, speedMBps: speed, etaS: eta))
                     case .complete(_, _, let size):
                         status.clear()
                         return "\(event.model) is on \(event.hive)" + (size > 0 ? " (\(StatusLine.megabytes(size)))" : " (already there)")

@@ -70,4 +70,19 @@ public final class StatusLine: Sendable {
     }
 
     public static func megabytes(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1_000_000) }
+
+    /// "downloading m on h [####----]  42% 10.0 MB / 24.0 MB  3.1 MB/s  ETA 5s": one download's
+    /// state, for `rbee infer` and `rbee models pull` alike.
+    static func download(_ verb: String, model: String, hive: String, bytes: Int, total: Int?, speedMBps: Double, etaS: Double?) -> String {
+        var line = "\(verb) \(model) on \(hive) "
+        if let total, total > 0 {
+            line += bar(Double(bytes) / Double(total)) + String(format: " %3d%% ", Int(Double(bytes) * 100 / Double(total)))
+            line += megabytes(bytes) + " / " + megabytes(total)
+        } else {
+            line += megabytes(bytes)
+        }
+        line += String(format: "  %.1f MB/s", speedMBps)
+        if let etaS { line += "  ETA \(TaskPrinter.duration(etaS))" }
+        return line
+    }
 }

@@ -66,15 +66,7 @@ final class TaskPrinter: Sendable {
                     if position > 1 { status.show("waiting for a worker (\(position - 1) requests ahead)", force: true) }
                 case .downloading(let hive, let name, let bytes, let total, let speed, let eta):
                     model = name
-                    var line = "downloading \(name) on \(hive) "
-                    if let total, total > 0 {
-                        line += StatusLine.bar(Double(bytes) / Double(total)) + String(format: " %3d%% ", Int(Double(bytes) * 100 / Double(total)))
-                        line += StatusLine.megabytes(bytes) + " / " + StatusLine.megabytes(total)
-                    } else {
-                        line += StatusLine.megabytes(bytes)
-                    }
-                    line += String(format: "  %.1f MB/s", speed)
-                    if let eta { line += "  ETA \(Self.duration(eta))" }
+                    let line = StatusLine.download("downloading", model: name, hive: hive, bytes: bytes, total: total, speedMBps: speed, etaS: eta)
                     status.show(line, force: total == bytes)
                 case .loading(let hive, _, let loaded, let total):
                     printedLoading = true

@@ -19,8 +19,16 @@ struct OpenAIFrames: AsyncSequence, Sendable {
         var source: AsyncStream<TaskOutput>.AsyncIterator
         let frames: OpenAIFrames
         let encoder = OpenAIWire.encoder()
+        /// A token chunk without its text: every token's frame is `prefix + text + suffix`.
+        let tokenChunk: (prefix: String, suffix: String)
         var done = false
         var sentRole = false
+
+        init(source: AsyncStream<TaskOutput>.AsyncIterator, frames: OpenAIFrames) {
+            self.source = source
+            self.frames = frames
+            tokenChunk = frames.tokenChunkParts()
+        }
 
         mutating func next() async -> String? {
             if done { return nil }
@@ -50,7 +58,10 @@ struct OpenAIFrames: AsyncSequence, Sendable {
                 sentRole = true
                 return chunk(content: "", role: "assistant")
             case .token(let text, _):
-                return chunk(content: text)
+                var frame = tokenChunk.prefix
+                frame.reserveCapacity(frame.utf8.count + text.utf8.count + tokenChunk.suffix.utf8.count + 8)
+                SSE.appendJSONString(text, to: &frame)
+                return frame + tokenChunk.suffix
             case .end(let stats):
                 return chunk(content: nil, finishReason: OpenAIWire.finishReason(stats.stopReason), usage: frames.includeUsage ? OpenAIWire.Usage(stats) : nil)
             case .error(let error):
@@ -74,6 +85,20 @@ struct OpenAIFrames: AsyncSequence, Sendable {
     }
 
     func makeAsyncIterator() -> AsyncIterator { AsyncIterator(source: outputs.makeAsyncIterator(), frames: self) }
+
+    /// A token's chunk is written by hand, byte for byte what `OpenAIWire`'s encoding gives (a test
+    /// pins it): it is the one frame of every token.
+    func tokenChunkParts() -> (prefix: String, suffix: String) {
+        var tail = ""
+        tail += ",\"created\":\(created),\"id\":"
+        SSE.appendJSONString(id, to: &tail)
+        tail += ",\"model\":"
+        SSE.appendJSONString(model, to: &tail)
+        if chat {
+            return (#"data: {"choices":[{"delta":{"content":"#, #"},"finish_reason":null,"index":0}]"# + tail + #","object":"chat.completion.chunk"}"# + "\n\n")
+        }
+        return (#"data: {"choices":[{"finish_reason":null,"index":0,"logprobs":null,"text":"#, "}]" + tail + #","object":"text_completion"}"# + "\n\n")
+    }
 }
 
 /// Progress lines shared by the OpenAI comments and logs.

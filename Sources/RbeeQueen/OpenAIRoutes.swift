@@ -26,7 +26,7 @@ struct OpenAIRoutes: Sendable {
             var response: Response
             if submission.task.inference.stream {
                 let frames = OpenAIFrames(outputs: execution.outputs, chat: chat, id: id, model: model, includeUsage: submission.includeUsage)
-                response = EventStreamResponse.make(request: request, frames: frames) { await execution.run() }
+                response = EventStreamResponse.make(request: request, context: context, frames: frames) { await execution.run() }
             } else {
                 response = try await QueenRoutes.whole(request, execution) {
                     let whole = try await WholeTask.collect(execution.outputs)

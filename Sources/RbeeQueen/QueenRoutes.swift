@@ -186,7 +186,7 @@ struct QueenRoutes: Sendable {
         let (execution, submission) = try await admit(&request, context, dialect: .native)
         var response =
             submission.task.inference.stream
-            ? EventStreamResponse.make(request: request, frames: TaskFrames(outputs: execution.outputs)) { await execution.run() }
+            ? EventStreamResponse.make(request: request, context: context, frames: TaskFrames(outputs: execution.outputs)) { await execution.run() }
             : try await Self.whole(request, execution) {
                 let whole = try await WholeTask.collect(execution.outputs)
                 return Response.json(
@@ -282,7 +282,7 @@ struct QueenRoutes: Sendable {
         let (frames, continuation) = AsyncStream.makeStream(of: String.self)
         let client = hives.client(correlationID: context.correlationID)
         let progressURL = target.record.url + "/v1/models/download/progress?id=" + (started.downloadID ?? "")
-        return EventStreamResponse.make(request: request, frames: frames) {
+        return EventStreamResponse.make(request: request, context: context, frames: frames) {
             defer {
                 continuation.yield(SSE.done)
                 continuation.finish()

@@ -64,15 +64,7 @@ struct HiveReporter: Service {
     }
 
     private func post(_ path: String, _ body: some Encodable) async throws {
-        var request = HTTPClientRequest(url: hiveURL + path)
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token.value)") }
-        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
-        let response = try await HTTPClient.rbee.execute(request, timeout: .seconds(5))
-        _ = try await response.body.collect(upTo: 64 * 1024)
-        guard (200..<300).contains(response.status.code) else {
-            throw RbeeError(.hiveUnreachable, "hive answered \(response.status.code) to \(path)")
-        }
+        let client = RbeeClient(token: configuration.token?.value, unreachableCode: .hiveUnreachable)
+        _ = try await client.call(.POST, hiveURL + path, json: try JSONEncoder().encode(body), timeout: .seconds(5))
     }
 }

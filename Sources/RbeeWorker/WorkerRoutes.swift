@@ -19,7 +19,7 @@ struct WorkerRoutes: Sendable {
     func register(on router: Router<RbeeRequestContext>) {
         router.get("/health") { _, _ in health() }
         router.get("/v1/ready") { _, _ in readiness() }
-        router.get("/v1/loading/progress") { request, _ in loadingProgress(request) }
+        router.get("/v1/loading/progress") { request, context in loadingProgress(request, context) }
         router.post("/v1/inference") { request, context in try await infer(request, context: context) }
         router.delete("/v1/inference/{job_id}") { _, context in try cancel(context) }
         router.post("/v1/shutdown") { _, context in requestShutdown(context) }
@@ -48,9 +48,9 @@ struct WorkerRoutes: Sendable {
                 progressURL: snapshot.state == .loading ? "/v1/loading/progress" : nil, error: snapshot.error?.message))
     }
 
-    func loadingProgress(_ request: Request) -> Response {
+    func loadingProgress(_ request: Request, _ context: RbeeRequestContext) -> Response {
         let frames = ProgressFrames(engine.loading.subscribe())
-        return EventStreamResponse.make(request: request, keepAlive: configuration.keepAliveInterval, frames: frames)
+        return EventStreamResponse.make(request: request, context: context, keepAlive: configuration.keepAliveInterval, frames: frames)
     }
 
     func infer(_ request: Request, context: RbeeRequestContext) async throws -> Response {
@@ -70,7 +70,7 @@ struct WorkerRoutes: Sendable {
         if inference.stream {
             let frames = InferenceEventFrames(events: events, metrics: metrics)
             // Keep-alive ticks come from the engine, inside the stream itself.
-            return EventStreamResponse.make(request: request, keepAlive: nil, frames: frames) { [engine] in
+            return EventStreamResponse.make(request: request, context: context, keepAlive: nil, frames: frames) { [engine] in
                 engine.cancel(jobID: jobID)
             }
         }

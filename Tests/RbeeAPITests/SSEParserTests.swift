@@ -30,6 +30,29 @@ import Testing
         #expect(SSE.tokenFrame(text: text, index: 42) == SSE.frame(InferenceEvent.token(text: text, index: 42)))
     }
 
+    @Test func tokenFramesAreReadBackWithoutJSONDecoderExactlyAsItWouldReadThem() throws {
+        let pieces = ["hello", " wor", "é\"\\\n\r\t\u{08}\u{0C}\u{01}\u{1F}", "🐝 bees", "", "日本語", "a/b"]
+        for (index, text) in pieces.enumerated() {
+            let frame = SSE.tokenFrame(text: text, index: index * 1000)
+            let payload = String(frame.dropFirst(6).dropLast(2))
+            let fast = try #require(SSE.tokenPayload(payload), "\(payload)")
+            #expect(fast.text == text && fast.index == index * 1000)
+            #expect(InferenceEvent.decodeFast(payload) == (try JSONDecoder().decode(InferenceEvent.self, from: Data(payload.utf8))))
+        }
+        // Escapes another encoder may write are read as JSONDecoder reads them.
+        for payload in [#"{"i":3,"t":"\u00e9\ud83d\udc1d\/","type":"token"}"#, #"{"i":0,"t":"x\u0041","type":"token"}"#] {
+            let decoded = try JSONDecoder().decode(InferenceEvent.self, from: Data(payload.utf8))
+            #expect(InferenceEvent.decodeFast(payload) == decoded, "\(payload)")
+        }
+        // Anything else is left to JSONDecoder.
+        for payload in [
+            #"{"type":"end","tokens_out":1}"#, #"{"i":1,"t":"a\"b","type":"token"}"#.replacingOccurrences(of: #"\""#, with: "\""),
+            #"{"i":,"t":"a","type":"token"}"#, #"{"i":1,"t":"\ud83d","type":"token"}"#, #"{"i":1,"t":"\q","type":"token"}"#,
+        ] {
+            #expect(SSE.tokenPayload(payload) == nil, "\(payload)")
+        }
+    }
+
     @Test func eventsRoundTripThroughJSON() throws {
         let events: [InferenceEvent] = [
             .started(jobID: "j1", model: "m", queueMs: 1.5),

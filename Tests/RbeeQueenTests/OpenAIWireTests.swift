@@ -1,0 +1,78 @@
+import Foundation
+import RbeeAPI
+import Testing
+
+@testable import RbeeQueen
+
+/// OpenAI's wire as the queen writes it, pinned byte for byte: what clients and their test
+/// suites parse.
+@Suite struct OpenAIWireTests {
+    let stats = GenerationStats(tokensOut: 5, promptTokens: 7, ttftMs: 10, decodeMs: 20, tokensPerSec: 50, stopReason: .maxTokens)
+
+    func stream(_ chat: Bool, _ events: [TaskEvent], includeUsage: Bool = true) async -> [String] {
+        let (outputs, continuation) = AsyncStream.makeStream(of: TaskOutput.self)
+        for event in events { continuation.yield(.event(event)) }
+        continuation.finish()
+        let frames = OpenAIFrames(outputs: outputs, chat: chat, id: "chatcmpl-1", model: "gemma", includeUsage: includeUsage)
+        var lines: [String] = []
+        for await frame in frames { lines.append(frame) }
+        return lines
+    }
+
+    func frame(_ json: String) -> String { "data: " + json + "\n\n" }
+
+    @Test func aChatStreamIsRoleThenDeltasThenTheEndWithUsage() async {
+        let frames = OpenAIFrames(outputs: AsyncStream { $0.finish() }, chat: true, id: "chatcmpl-1", model: "gemma", includeUsage: true)
+        let created = frames.created
+        let lines = await stream(
+            true, [.queued(position: 2), .started(taskID: "t", model: "gemma", hive: "h", workerID: "w", queueMs: 1), .token(text: "Hi", index: 0), .end(stats)])
+        #expect(lines.first == ": queued at position 2\n\n")
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk"}"#)))
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":null,"index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk"}"#)))
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{},"finish_reason":"length","index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk","usage":{"completion_tokens":5,"prompt_tokens":7,"total_tokens":12}}"#)))
+        #expect(lines.last == SSE.done)
+    }
+
+    @Test func theHandWrittenTokenChunkIsWhatTheEncoderWrites() {
+        for chat in [true, false] {
+            let frames = OpenAIFrames(outputs: AsyncStream { $0.finish() }, chat: chat, id: "id-\"é/", model: "m\\n", includeUsage: true)
+            let parts = frames.tokenChunkParts()
+            for text in ["plain", "é\"\\\n\t\u{01}", "🐝", ""] {
+                var handWritten = parts.prefix
+                SSE.appendJSONString(text, to: &handWritten)
+                handWritten += parts.suffix
+                let encoded =
+                    chat
+                    ? OpenAIWire.frame(
+                        OpenAIWire.Completion(
+                            id: frames.id, object: "chat.completion.chunk", created: frames.created, model: frames.model,
+                            choices: [OpenAIWire.ChatDelta(content: text)], usage: nil), encoder: OpenAIWire.encoder())
+                    : OpenAIWire.frame(
+                        OpenAIWire.Completion(
+                            id: frames.id, object: "text_completion", created: frames.created, model: frames.model,
+                            choices: [OpenAIWire.TextChoice(text: text)], usage: nil), encoder: OpenAIWire.encoder())
+                #expect(handWritten == encoded)
+            }
+        }
+    }
+
+    @Test func aTextStreamAndItsErrorUseOpenAIsShapes() async {
+        let lines = await stream(false, [.token(text: "a", index: 0), .error(RbeeError(.workerCrashed, "gone"))])
+        #expect(lines.contains { $0.contains(#""object":"text_completion""#) && $0.contains(#""logprobs":null,"text":"a""#) })
+        #expect(lines.contains(frame(#"{"error":{"code":"worker_crashed","message":"gone","param":null,"type":"server_error"}}"#)))
+    }
+
+    @Test func wholeAnswersAndErrors() throws {
+        let whole = WholeTask(model: "gemma", hive: "h", workerID: "w", text: "Hello", stats: stats)
+        let chat = OpenAIRoutes.answer(whole, id: "chatcmpl-1", model: "gemma", chat: true)
+        #expect(chat.headers[.contentType] == "application/json")
+        let body = String(decoding: OpenAIWire.json(
+            OpenAIWire.Completion(id: "x", object: "chat.completion", created: 1, model: "gemma",
+                choices: [OpenAIWire.ChatChoice(message: .init(content: "Hello"), finishReason: "stop")], usage: OpenAIWire.Usage(stats))), as: UTF8.self)
+        #expect(body == #"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"Hello","role":"assistant"}}],"created":1,"id":"x","model":"gemma","object":"chat.completion","usage":{"completion_tokens":5,"prompt_tokens":7,"total_tokens":12}}"#)
+        let invalid = OpenAIWire.ErrorBody(RbeeError.invalid([.init(field: "messages", message: "required")]))
+        #expect(String(decoding: OpenAIWire.json(invalid), as: UTF8.self) == #"{"error":{"code":"invalid_request","message":"invalid request: messages: required","param":"messages","type":"invalid_request_error"}}"#)
+        let missing = OpenAIWire.ErrorBody(RbeeError(.modelNotFound, "no such model"))
+        #expect(missing.error.code == "model_not_found" && missing.error.type == "not_found_error")
+    }
+}
