@@ -19,6 +19,9 @@ public struct HiveRecord: Sendable, Equatable, Codable {
     public var workers: Int
     /// How it joined: `api` (`POST /v1/hives`), `heartbeat` (registered itself), `local` (started by the queen).
     public var source: String
+    /// What it last said of itself.
+    public var version: String?
+    public var apiVersion: Int?
 
     public init(
         name: String, url: String, status: HiveStatus, lastSeen: Double?, cpuCores: Int?, ramAvailableBytes: Int?, models: [String],
@@ -36,7 +39,8 @@ public struct HiveRecord: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case name, url, status, models, workers, source
+        case name, url, status, models, workers, source, version
+        case apiVersion = "api_version"
         case lastSeen = "last_seen"
         case cpuCores = "cpu_cores"
         case ramAvailableBytes = "ram_available_bytes"

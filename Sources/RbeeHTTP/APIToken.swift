@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import RbeeAPI
 
 /// The bearer token that guards every route but `/health` (SPEC §4).
@@ -34,12 +35,17 @@ public struct APIToken: Sendable {
         return String(String(hash, radix: 16).suffix(8))
     }
 
-    /// `RBEE_API_TOKEN`, else the first line of `tokenFile`, which must not be readable by group
-    /// or others (0600). No token at all gives nil.
+    /// `RBEE_API_TOKEN`, else the token in `tokenFile`, which must not be readable by group or
+    /// others (0600) and must hold the token alone: one line (a final newline allowed), no
+    /// whitespace. Anything else refuses to start, saying why without showing the file. No token
+    /// at all gives nil.
     public static func load(environment: [String: String] = ProcessInfo.processInfo.environment, tokenFile: String?) throws(RbeeError)
         -> APIToken?
     {
-        if let value = environment["RBEE_API_TOKEN"], !value.isEmpty { return APIToken(value) }
+        if let value = environment["RBEE_API_TOKEN"], !value.isEmpty {
+            try check(value, source: "RBEE_API_TOKEN")
+            return APIToken(value)
+        }
         guard let tokenFile else { return nil }
         let attributes: [FileAttributeKey: Any]
         do {
@@ -51,12 +57,32 @@ public struct APIToken: Sendable {
         guard permissions & 0o077 == 0 else {
             throw RbeeError(.invalidRequest, "token file \(tokenFile) must not be readable by group or others (chmod 600)")
         }
-        guard let contents = try? String(contentsOfFile: tokenFile, encoding: .utf8),
-            let line = contents.split(whereSeparator: \.isNewline).first, !line.isEmpty
-        else {
-            throw RbeeError(.invalidRequest, "token file \(tokenFile) is empty")
+        guard let contents = try? String(contentsOfFile: tokenFile, encoding: .utf8) else {
+            throw RbeeError(.invalidRequest, "token file \(tokenFile) is not readable text")
         }
-        return APIToken(String(line))
+        var token = Substring(contents)
+        if token.hasSuffix("\r\n") { token = token.dropLast(2) } else if token.hasSuffix("\n") { token = token.dropLast() }
+        try check(String(token), source: "token file \(tokenFile)")
+        return APIToken(String(token))
+    }
+
+    /// A token is one run of printable characters: what a client can send in a header.
+    static func check(_ token: String, source: String) throws(RbeeError) {
+        if token.allSatisfy(\.isWhitespace) { throw RbeeError(.invalidRequest, "\(source) is empty or only whitespace") }
+        let lines = token.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).count
+        if lines > 1 { throw RbeeError(.invalidRequest, "\(source) has \(lines) lines; it must hold the token alone, on one line") }
+        if token.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F }) {
+            throw RbeeError(.invalidRequest, "\(source) holds whitespace or control characters; the token must be one word")
+        }
+    }
+
+    /// Logs which token guards the daemon (its fingerprint, never the token), or that auth is off.
+    public static func logPolicy(_ token: APIToken?, host: String, logger: Logger) {
+        if let token {
+            logger.info("API token required", metadata: ["token_fingerprint": "\(token.fingerprint)"])
+        } else {
+            logger.info("auth is off: no API token, so only this machine may connect", metadata: ["host": "\(host)"])
+        }
     }
 
     /// A daemon bound to a non-loopback address without a token refuses to start.

@@ -13,7 +13,7 @@ public struct BearerAuthMiddleware: RouterMiddleware {
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let token, request.uri.path != "/health" else { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
-            throw RbeeError(.missingAPIKey, "this route needs Authorization: Bearer <token>")
+            throw RbeeError(.missingAPIKey, "this route needs an API token: send Authorization: Bearer <token>")
         }
         guard token.matches(String(header.dropFirst("Bearer ".count))) else {
             throw RbeeError(.invalidAPIKey, "the API token is not valid")

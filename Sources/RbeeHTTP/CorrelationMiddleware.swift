@@ -5,14 +5,29 @@ import NIOCore
 import Logging
 import RbeeAPI
 
+/// How a daemon writes an error answer: the native envelope, or — on the routes of another API
+/// the daemon speaks (the queen's OpenAI routes) — that API's shape. Every 401 also carries the
+/// RFC 6750 `WWW-Authenticate: Bearer` challenge, whatever the shape.
+public struct ErrorRenderer: Sendable {
+    let render: @Sendable (_ error: RbeeError, _ path: String, _ correlationID: String) -> Response
+
+    public init(_ render: @escaping @Sendable (_ error: RbeeError, _ path: String, _ correlationID: String) -> Response) {
+        self.render = render
+    }
+
+    public static let native = ErrorRenderer { error, _, correlationID in Response.error(error, correlationID: correlationID) }
+}
+
 /// Accepts `X-Correlation-Id` (or makes one), puts it in every log record of the request and on
-/// the response, and turns any error a route throws into the native error envelope.
+/// the response, refuses a body announced larger than the cap before reading it (413), and turns
+/// any error a route throws into the error answer of its route (`ErrorRenderer`).
 public struct CorrelationMiddleware: RouterMiddleware {
     public typealias Context = RbeeRequestContext
 
     public static let header = HTTPField.Name("X-Correlation-Id")!
+    let renderer: ErrorRenderer
 
-    public init() {}
+    public init(renderer: ErrorRenderer = .native) { self.renderer = renderer }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -21,6 +36,7 @@ public struct CorrelationMiddleware: RouterMiddleware {
         context.logger[metadataKey: "correlation_id"] = .string(id)
         var response: Response
         do {
+            if let length = request.headers[.contentLength].flatMap(Int.init), length > context.maxUploadSize { throw Self.bodyTooLarge }
             response = try await next(request, context)
         } catch {
             let rbeeError = Self.rbeeError(from: error)
@@ -30,10 +46,20 @@ public struct CorrelationMiddleware: RouterMiddleware {
             } else {
                 context.logger.debug("request refused", metadata: ["error": "\(rbeeError)"])
             }
-            response = Response.error(rbeeError, correlationID: id)
+            response = renderer.render(rbeeError, request.uri.path, id)
+            if let challenge = Self.challenge(for: rbeeError) { response.headers[.wwwAuthenticate] = challenge }
         }
         response.headers[Self.header] = id
         return response
+    }
+
+    /// RFC 6750 §3: the challenge of a 401, with `error="invalid_token"` for a token that does not match.
+    static func challenge(for error: RbeeError) -> String? {
+        switch error.code {
+        case .missingAPIKey: #"Bearer realm="rbee""#
+        case .invalidAPIKey: #"Bearer realm="rbee", error="invalid_token""#
+        default: nil
+        }
     }
 
     /// Ids from clients are kept only when short and printable, so logs cannot be forged.
@@ -45,8 +71,9 @@ public struct CorrelationMiddleware: RouterMiddleware {
         .invalidRequest, "the request body is larger than \(Validation.maxBodyBytes) bytes",
         details: ["max_bytes": .number(Double(Validation.maxBodyBytes))], status: 413)
 
-    /// Maps thrown errors to rbee errors: Hummingbird's own (unknown route, body too large) too.
-    static func rbeeError(from error: any Error) -> RbeeError {
+    /// Maps thrown errors to rbee errors: Hummingbird's and NIO's own (unknown route, body too
+    /// large) too.
+    public static func rbeeError(from error: any Error) -> RbeeError {
         switch error {
         case let error as RbeeError:
             return error

@@ -25,12 +25,13 @@ public struct RbeeClient: Sendable {
         self.unreachableCode = unreachableCode
     }
 
-    /// A request with the hop headers set.
+    /// A request with the hop headers set. A call made on no request's behalf (a report, a
+    /// probe) gets a correlation id of its own, so both ends log the same one.
     public func request(_ method: HTTPMethod, _ url: String, json: Data? = nil) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = method
         if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if let correlationID { request.headers.add(name: "X-Correlation-Id", value: correlationID) }
+        request.headers.add(name: "X-Correlation-Id", value: correlationID ?? UUID().uuidString.lowercased())
         if let deadline { request.headers.add(name: "X-Request-Deadline", value: deadline) }
         if let json {
             request.headers.add(name: "Content-Type", value: "application/json")
@@ -65,7 +66,7 @@ public struct RbeeClient: Sendable {
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch {
-            throw RbeeError(.internalError, "unexpected answer from \(Self.origin(url)): \(error)")
+            throw notRbee(url, body: data)
         }
     }
 
@@ -99,6 +100,15 @@ public struct RbeeClient: Sendable {
         return RbeeError(
             status == 404 ? .notFound : status >= 500 ? .unavailable : .invalidRequest,
             "\(origin(url)) answered \(status)\(text.isEmpty ? "" : ": " + text)", retryAfter: retryAfter, status: status)
+    }
+
+    /// A peer that answered, but not in rbee's API: another program on the port, or another
+    /// version. 502, with the code a failure to reach that peer has.
+    public func notRbee(_ url: String, body: Data) -> RbeeError {
+        RbeeError(
+            unreachableCode,
+            "\(Self.origin(url)) answered, but not as rbee \(RbeeVersion.version) does (another program on that port, or another version?)",
+            details: ["url": .string(Self.origin(url)), "answer": .string(String(decoding: body.prefix(200), as: UTF8.self))], status: 502)
     }
 
     /// Scheme, host and port: enough to say where, never a query string.

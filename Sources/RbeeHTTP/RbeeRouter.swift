@@ -2,10 +2,11 @@ import Hummingbird
 
 extension Router where Context == RbeeRequestContext {
     /// A router with the middleware every rbee daemon uses, outermost first: correlation ids and
-    /// the error envelope, then bearer-token auth (every route but `/health`).
-    public static func rbee(token: APIToken?) -> Router<RbeeRequestContext> {
+    /// the error answers (`errors` chooses their shape by route), then bearer-token auth (every
+    /// route but `/health`).
+    public static func rbee(token: APIToken?, errors: ErrorRenderer = .native) -> Router<RbeeRequestContext> {
         let router = Router(context: RbeeRequestContext.self)
-        router.add(middleware: CorrelationMiddleware())
+        router.add(middleware: CorrelationMiddleware(renderer: errors))
         router.add(middleware: BearerAuthMiddleware(token: token))
         return router
     }

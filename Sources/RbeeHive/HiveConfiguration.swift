@@ -1,4 +1,5 @@
 import Foundation
+import RbeeAPI
 import RbeeHTTP
 
 /// Everything a hive needs; `rbee-hive` fills it from flags and `RBEE_…` variables.
@@ -24,11 +25,11 @@ public struct HiveConfiguration: Sendable {
         self.home = home
     }
 
-    /// The host name, lower-cased, made DNS-safe.
+    /// The host name's first label, lower-cased, made DNS-safe.
     public static func defaultName() -> String {
-        let host = ProcessInfo.processInfo.hostName.lowercased().split(separator: ".").first.map(String.init) ?? "hive"
-        let safe = String(host.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }.prefix(63))
-        return safe.isEmpty ? "hive" : safe
+        let first = ProcessInfo.processInfo.hostName.lowercased().split(separator: ".").first.map(String.init) ?? "hive"
+        let safe = String(first.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "-" }.prefix(63))
+        return Validation.isHiveName(safe) ? safe : "hive"
     }
 
     /// `RBEE_HOME`, else `~/.rbee`.

@@ -21,7 +21,7 @@ struct HiveRoutes: Sendable {
         router.post("/v1/models/download") { request, context in
             var request = request
             let body = try await request.decodeBody(as: DownloadRequest.self, context: context)
-            let started = try await provisioner.request(body)
+            let started = try await provisioner.request(body, logger: context.logger)
             return Response.json(started, status: started.status == .cached ? .ok : .accepted)
         }
         router.get("/v1/models/download/progress") { request, context in try progress(request, context) }
@@ -31,7 +31,7 @@ struct HiveRoutes: Sendable {
         router.post("/v1/workers/spawn") { request, context in
             var request = request
             let body = try await request.decodeBody(as: WorkerSpawnRequest.self, context: context)
-            return Response.json(try await supervisor.spawn(body), status: .accepted)
+            return Response.json(try await supervisor.spawn(body, logger: context.logger), status: .accepted)
         }
         router.get("/v1/workers") { _, _ in Response.json(WorkerList(workers: supervisor.list())) }
         router.delete("/v1/workers/{id}") { _, context in

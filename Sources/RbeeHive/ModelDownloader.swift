@@ -29,6 +29,8 @@ struct DownloadPlan: Sendable {
     let headers: [String: String]
     let expectedSHA256: String?
     let destination: String
+    /// The log of the request that started the download (its correlation id).
+    let logger: Logger
 }
 
 /// Fetches one model: streamed into `<destination>.partial` and hashed as it arrives, resumed with
@@ -56,7 +58,7 @@ struct ModelDownloader: Sendable {
             }
             if attempt > 1 {
                 let backoff = settings.initialBackoff * (1 << min(attempt - 2, 10))
-                logger.info("retrying download", metadata: ["model": "\(plan.modelID)", "attempt": "\(attempt)", "error": "\(lastError)"])
+                plan.logger.info("retrying download", metadata: ["model": "\(plan.modelID)", "attempt": "\(attempt)", "error": "\(lastError)"])
                 try? await Task.sleep(for: backoff)
             }
             do {
@@ -67,7 +69,7 @@ struct ModelDownloader: Sendable {
             } catch let error as RbeeError {
                 await partial.close()
                 if error.code != .insufficientDisk { try? FileManager.default.removeItem(atPath: partial.path) }
-                logger.warning("download failed", metadata: ["model": "\(plan.modelID)", "error": "\(error)"])
+                plan.logger.warning("download failed", metadata: ["model": "\(plan.modelID)", "error": "\(error)"])
                 return .failed(error)
             } catch {
                 lastError = RbeeError(.downloadFailed, "download of \(plan.modelID) failed: \(error)")
@@ -78,7 +80,7 @@ struct ModelDownloader: Sendable {
         if Task.isCancelled {
             return .failed(RbeeError(.cancelled, "the download of \(plan.modelID) was cancelled (the hive is stopping)"))
         }
-        logger.warning("download gave up", metadata: ["model": "\(plan.modelID)", "error": "\(lastError)"])
+        plan.logger.warning("download gave up", metadata: ["model": "\(plan.modelID)", "error": "\(lastError)"])
         var error = lastError
         error.message += " (after \(settings.attempts) attempts)"
         return .failed(error)
@@ -219,7 +221,7 @@ struct ModelDownloader: Sendable {
         try FileManager.default.moveItem(atPath: partial.path, toPath: plan.destination)
         let info = try await ModelCatalog.describe(path: plan.destination, id: plan.modelID, sourceRef: plan.sourceRef, sha256: digest)
         try await catalog.add(info)
-        logger.info("download complete", metadata: ["model": "\(plan.modelID)", "bytes": "\(size)"])
+        plan.logger.info("download complete", metadata: ["model": "\(plan.modelID)", "bytes": "\(size)"])
         return .complete(localPath: plan.destination, sha256: digest, sizeBytes: size)
     }
 

@@ -28,7 +28,10 @@ public final class ModelProvisioner: Sendable {
     }
 
     /// `POST /v1/models/download`: answers at once with `cached` or a download to follow.
-    public func request(_ body: DownloadRequest) async throws(RbeeError) -> DownloadStarted {
+    /// `logger` is the request's (its records carry its correlation id); a download it starts
+    /// logs with it.
+    public func request(_ body: DownloadRequest, logger: Logger? = nil) async throws(RbeeError) -> DownloadStarted {
+        let logger = logger ?? self.logger
         let reference = try ModelReference(parsing: body.modelRef)
         if let sha256 = body.sha256, !(sha256.count == 64 && sha256.allSatisfy(\.isHexDigit)) {
             throw RbeeError.invalid([.init(field: "sha256", message: "must be 64 hexadecimal characters")])
@@ -42,11 +45,11 @@ public final class ModelProvisioner: Sendable {
         case .file(let path):
             return try await importFile(path: path, reference: reference, expectedSHA256: body.sha256)
         case .huggingFace, .url:
-            return try await download(reference, expectedSHA256: body.sha256?.lowercased())
+            return try await download(reference, expectedSHA256: body.sha256?.lowercased(), logger: logger)
         }
     }
 
-    private func download(_ reference: ModelReference, expectedSHA256: String?) async throws(RbeeError) -> DownloadStarted {
+    private func download(_ reference: ModelReference, expectedSHA256: String?, logger: Logger) async throws(RbeeError) -> DownloadStarted {
         let source = reference.description
         if let info = try await catalogCall({ try await self.catalog.model(sourceRef: source) }),
             FileManager.default.fileExists(atPath: info.localPath)
@@ -71,7 +74,7 @@ public final class ModelProvisioner: Sendable {
         }
         let plan = DownloadPlan(
             modelID: id, sourceRef: source, url: url, headers: headers, expectedSHA256: expectedSHA256,
-            destination: catalog.modelDirectory + "/" + id + ".gguf")
+            destination: catalog.modelDirectory + "/" + id + ".gguf", logger: logger)
         let (downloadID, started) = tracker.start(modelID: id) { [downloader] report in
             await downloader.run(plan, report: report)
         }

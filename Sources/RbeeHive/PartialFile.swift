@@ -27,7 +27,7 @@ final class PartialFile: @unchecked Sendable {
     func open() async throws {
         try await run {
             if !FileManager.default.fileExists(atPath: self.path) {
-                FileManager.default.createFile(atPath: self.path, contents: nil)
+                _ = FileManager.default.createFile(atPath: self.path, contents: nil)
             }
             let handle = try self.handle ?? FileHandle(forUpdating: URL(fileURLWithPath: self.path))
             self.handle = handle

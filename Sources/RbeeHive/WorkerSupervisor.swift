@@ -40,6 +40,8 @@ public final class WorkerSupervisor: Service, Sendable {
         let model: Model
         let request: WorkerSpawnRequest
         let device: String
+        /// The spawn request's log (its correlation id), for the worker's start and end.
+        let logger: Logger
     }
 
     private enum Work: Sendable {
@@ -126,9 +128,10 @@ public final class WorkerSupervisor: Service, Sendable {
 
     /// `POST /v1/workers/spawn`: a worker of the model (a serving one when `reuse`), answered once
     /// its process runs, or at once while its model still downloads.
-    public func spawn(_ request: WorkerSpawnRequest) async throws(RbeeError) -> HiveWorkerInfo {
+    public func spawn(_ request: WorkerSpawnRequest, logger: Logger? = nil) async throws(RbeeError) -> HiveWorkerInfo {
+        let logger = (logger ?? self.logger)
         let device = try await Self.device(for: request)
-        let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef))
+        let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef), logger: logger)
         if request.reuse ?? true, let existing = state.withLock({ state in
             state.records.values.first { $0.lifecycle.modelID == started.modelID && $0.lifecycle.isServing }?.lifecycle.info(now: .now)
         }) {
@@ -142,7 +145,9 @@ public final class WorkerSupervisor: Service, Sendable {
         let model: Job.Model =
             if started.status == .cached, let path = started.localPath { .path(path) } else { .download(id: started.downloadID ?? "") }
         let record = try reserve(workerID, modelID: started.modelID, progressURL: started.status == .cached ? nil : downloadProgress)
-        workContinuation.yield(.worker(Job(workerID: workerID, model: model, request: request, device: device)))
+        var workerLogger = logger
+        workerLogger[metadataKey: "worker_id"] = .string(workerID)
+        workContinuation.yield(.worker(Job(workerID: workerID, model: model, request: request, device: device, logger: workerLogger)))
         guard case .path = model else { return record.lifecycle.info(now: .now) }
         // A cached model: answer once the process runs (or could not start).
         for await outcome in record.launched.subscribe() { try outcome.get() }
@@ -232,7 +237,7 @@ public final class WorkerSupervisor: Service, Sendable {
                 modelPath = try await waitForModel(downloadID, stop: record.stop)
                 try checkMemory(modelID: record.lifecycle.modelID, modelPath: modelPath)
             } catch {
-                logger.error("worker could not start", metadata: ["worker_id": "\(job.workerID)", "error": "\(error)"])
+                job.logger.error("worker could not start", metadata: ["error": "\(error)"])
                 update(job.workerID) { $0.modelFailed(error) }
                 record.launched.publish(.failure(error))
                 return
@@ -295,7 +300,7 @@ public final class WorkerSupervisor: Service, Sendable {
         do throws(RbeeError) {
             let termination = try await process.run(stop: record.stop) { [self] pid in
                 update(job.workerID) { $0.launched(pid: pid, progressURL: url + "/v1/loading/progress", now: .now) }
-                logger.info("worker spawned", metadata: ["worker_id": "\(job.workerID)", "model_path": "\(modelPath)", "pid": "\(pid)", "url": "\(url)"])
+                job.logger.info("worker spawned", metadata: ["model_path": "\(modelPath)", "pid": "\(pid)", "url": "\(url)"])
                 record.launched.publish(.success(()))
             }
             let (actions, expected) =
@@ -307,14 +312,13 @@ public final class WorkerSupervisor: Service, Sendable {
                     return (actions, expected)
                 }
             if expected {
-                logger.info("worker stopped", metadata: ["worker_id": "\(job.workerID)", "exit": "\(termination.status)"])
+                job.logger.info("worker stopped", metadata: ["exit": "\(termination.status)"])
             } else {
-                logger.error(
-                    "worker crashed", metadata: ["worker_id": "\(job.workerID)", "exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])
+                job.logger.error("worker crashed", metadata: ["exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])
             }
             perform(actions, for: job.workerID)
         } catch {
-            logger.error("worker could not start", metadata: ["worker_id": "\(job.workerID)", "error": "\(error)"])
+            job.logger.error("worker could not start", metadata: ["error": "\(error)"])
             update(job.workerID) { $0.launchFailed(error) }
             record.launched.publish(.failure(error))
         }

@@ -80,7 +80,7 @@ enum DetachedQueen {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
-        if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: log) else { throw RbeeError(.unavailable, "cannot write \(log)") }
         handle.seekToEndOfFile()
         process.standardOutput = handle

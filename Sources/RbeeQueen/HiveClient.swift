@@ -20,8 +20,8 @@ struct HiveClient: Sendable {
         try await client().call(.GET, hiveURL + "/health", timeout: timeout, as: HiveHealth.self)
     }
 
-    func workers(hiveURL: String, correlationID: String? = nil) async throws(RbeeError) -> [HiveWorkerInfo] {
-        try await client(correlationID: correlationID).call(.GET, hiveURL + "/v1/workers", as: WorkerList.self).workers
+    func workers(hiveURL: String, correlationID: String? = nil, deadline: String? = nil) async throws(RbeeError) -> [HiveWorkerInfo] {
+        try await client(correlationID: correlationID, deadline: deadline).call(.GET, hiveURL + "/v1/workers", as: WorkerList.self).workers
     }
 
     func models(hiveURL: String) async throws(RbeeError) -> [ModelInfo] {

@@ -22,6 +22,8 @@ public final class HiveRegistry: Sendable {
 
     private let database: DatabasePool
     private let entries = Mutex<[String: Entry]>([:])
+    /// Names being added by `POST /v1/hives` while their hive is asked for its health.
+    private let pendingNames = Mutex<Set<String>>([])
     private let unreachableAfter: Duration
     private let logger: Logger
 
@@ -66,6 +68,12 @@ public final class HiveRegistry: Sendable {
                 table.column("ramAvailableBytes", .integer)
                 table.column("models", .text).notNull()
                 table.column("addedAt", .double).notNull()
+            }
+        }
+        migrator.registerMigration("v2: hive versions") { db in
+            try db.alter(table: "hive") { table in
+                table.add(column: "version", .text)
+                table.add(column: "apiVersion", .integer)
             }
         }
         try migrator.migrate(pool)
@@ -120,12 +128,25 @@ public final class HiveRegistry: Sendable {
 
     // MARK: Changing
 
-    /// `POST /v1/hives`: a new name only (409 `HIVE_EXISTS` otherwise).
-    func add(name: String, url: String, source: String) async throws(RbeeError) {
-        let record = HiveRecord(
+    /// `POST /v1/hives`: `check` (the hive must answer, in this queen's API version) runs with
+    /// the name held, so of concurrent adds of one name exactly one goes on and the others get
+    /// 409 `HIVE_EXISTS` at once; a name already registered is 409 too.
+    func add(name: String, url: String, source: String, check: () async throws(RbeeError) -> HiveHealth) async throws(RbeeError) {
+        let held = pendingNames.withLock { pending in
+            entries.withLock { $0[name] } == nil && pending.insert(name).inserted
+        }
+        guard held else {
+            throw RbeeError(.hiveExists, "a hive named \(name) is already registered", details: ["name": .string(name)])
+        }
+        defer { pendingNames.withLock { _ = $0.remove(name) } }
+        let health = try await check()
+        var record = HiveRecord(
             name: name, url: url, status: .online, lastSeen: Date().timeIntervalSince1970, cpuCores: nil, ramAvailableBytes: nil, models: [],
             workers: 0, source: source)
+        record.version = health.version
+        record.apiVersion = health.apiVersion
         let inserted = entries.withLock { entries -> Bool in
+            // A heartbeat may have registered it meanwhile.
             guard entries[name] == nil else { return false }
             entries[name] = Entry(record: record, lastHeard: .now, saved: record)
             return true
@@ -139,7 +160,7 @@ public final class HiveRegistry: Sendable {
             entries.withLock { _ = $0.removeValue(forKey: name) }
             throw error
         }
-        logger.info("hive added", metadata: ["hive": "\(name)", "url": "\(url)", "source": "\(source)"])
+        logger.info("hive added", metadata: ["hive": "\(name)", "url": "\(url)", "source": "\(source)", "version": "\(health.version)"])
     }
 
     @discardableResult
@@ -159,7 +180,7 @@ public final class HiveRegistry: Sendable {
     @discardableResult
     func heard(
         name: String, url: String, cpuCores: Int?, ramAvailableBytes: Int?, workers: [HiveWorkerInfo], catalog: [ModelInfo]?,
-        models: [String], source: String = "heartbeat"
+        models: [String], source: String = "heartbeat", version: (String, Int)? = nil
     ) async throws(RbeeError) -> Bool {
         let now = ContinuousClock.now
         let (record, wasDown, changed) = entries.withLock { entries -> (HiveRecord, Bool, Bool) in
@@ -176,6 +197,10 @@ public final class HiveRegistry: Sendable {
             entry.record.cpuCores = cpuCores ?? entry.record.cpuCores
             entry.record.ramAvailableBytes = ramAvailableBytes ?? entry.record.ramAvailableBytes
             entry.record.models = models
+            if let version {
+                entry.record.version = version.0
+                entry.record.apiVersion = version.1
+            }
             entry.record.lastSeen = Date().timeIntervalSince1970
             entry.workers = workers
             if let catalog { entry.catalog = catalog }
@@ -185,7 +210,8 @@ public final class HiveRegistry: Sendable {
             let saved = entry.saved
             let changed =
                 wasDown || saved == nil || saved?.url != url || saved?.models != models || saved?.source != entry.record.source
-                || saved?.cpuCores != entry.record.cpuCores || (saved?.lastSeen ?? 0) + 60 < entry.record.lastSeen!
+                || saved?.cpuCores != entry.record.cpuCores || saved?.version != entry.record.version
+                || (saved?.lastSeen ?? 0) + 60 < entry.record.lastSeen!
             if changed { entry.saved = entry.record }
             entries[name] = entry
             return (entry.record, wasDown, changed)
@@ -236,6 +262,8 @@ struct HiveRow: Codable, FetchableRecord, PersistableRecord {
     var ramAvailableBytes: Int?
     var models: String
     var addedAt: Double
+    var version: String?
+    var apiVersion: Int?
 
     init(_ record: HiveRecord) {
         name = record.name
@@ -246,11 +274,16 @@ struct HiveRow: Codable, FetchableRecord, PersistableRecord {
         ramAvailableBytes = record.ramAvailableBytes
         models = String(decoding: (try? JSONEncoder().encode(record.models)) ?? Data("[]".utf8), as: UTF8.self)
         addedAt = Date().timeIntervalSince1970
+        version = record.version
+        apiVersion = record.apiVersion
     }
 
     var record: HiveRecord {
-        HiveRecord(
+        var record = HiveRecord(
             name: name, url: url, status: .unreachable, lastSeen: lastSeen, cpuCores: cpuCores, ramAvailableBytes: ramAvailableBytes,
             models: (try? JSONDecoder().decode([String].self, from: Data(models.utf8))) ?? [], workers: 0, source: source)
+        record.version = version
+        record.apiVersion = apiVersion
+        return record
     }
 }

@@ -36,7 +36,7 @@ struct OpenAIRoutes: Sendable {
             response.headers[QueenRoutes.taskIDHeader] = execution.task.id
             return response
         } catch {
-            return Self.error(error as? RbeeError ?? RbeeError(.internalError, "internal error"))
+            return Self.error(CorrelationMiddleware.rbeeError(from: error))
         }
     }
 
@@ -56,6 +56,16 @@ struct OpenAIRoutes: Sendable {
                     id: id, object: "text_completion", created: created, model: model,
                     choices: [OpenAIWire.TextChoice(text: whole.text, finishReason: finish)], usage: usage))
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(data: body)))
+    }
+
+    /// The queen's error answers: OpenAI's shape on OpenAI's routes (401, 404 and 413 included),
+    /// the native envelope everywhere else.
+    static let errorRenderer = ErrorRenderer { error, path, correlationID in
+        isOpenAIPath(path) ? Self.error(error) : Response.error(error, correlationID: correlationID)
+    }
+
+    static func isOpenAIPath(_ path: String) -> Bool {
+        path == "/v1/models" || ["/v1/chat/", "/v1/completions", "/v1/embeddings", "/v1/responses"].contains { path.hasPrefix($0) }
     }
 
     /// OpenAI's error shape, with the status (and `Retry-After`) of the rbee error.

@@ -1,3 +1,4 @@
+import Logging
 import RbeeAPI
 
 /// One request's dealings with the scheduler, from admission to its end: its first lease, the
@@ -35,8 +36,8 @@ final class Placement: Sendable {
     }
 
     /// The leased worker never became ready: the next lease (on another hive), or the error.
-    func coldStartFailed(_ lease: Lease, error: RbeeError) async throws -> Lease {
-        scheduler.coldStartFailed(lease, error: error)
+    func coldStartFailed(_ lease: Lease, error: RbeeError, logger: Logger) async throws -> Lease {
+        scheduler.coldStartFailed(lease, error: error, logger: logger)
         return try await scheduler.lease(for: id)
     }
 

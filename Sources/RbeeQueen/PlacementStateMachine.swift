@@ -49,6 +49,8 @@ struct PlacementStateMachine: Sendable {
         var fetchable: Bool
         /// Only this hive.
         var hive: String?
+        /// The request's correlation id, carried into the calls made for it (a spawn).
+        var correlationID: String?
     }
 
     /// What the registry knows of a hive now.
@@ -103,6 +105,8 @@ struct PlacementStateMachine: Sendable {
         /// The catalog id when the hive has the model, else the client's reference.
         var reference: String
         var parallel: Int?
+        /// The correlation id of the request that caused the spawn.
+        var correlationID: String?
     }
 
     enum Action: Sendable, Equatable {
@@ -365,7 +369,8 @@ struct PlacementStateMachine: Sendable {
                 .spawn(
                     SpawnOrder(
                         modelID: modelID, hive: hive.name, hiveURL: hive.url,
-                        reference: hive.models.contains(modelID) ? modelID : request.want.modelRef, parallel: settings.workerParallel)))
+                        reference: hive.models.contains(modelID) ? modelID : request.want.modelRef, parallel: settings.workerParallel,
+                        correlationID: request.want.correlationID)))
         }
         return nil
     }

@@ -57,12 +57,12 @@ struct QueenRoutes: Sendable {
                     .versionMismatch, "hive \(beat.name) speaks API version \(beat.apiVersion); this queen speaks \(RbeeVersion.apiVersion)",
                     details: ["hive_api_version": .number(Double(beat.apiVersion)), "queen_api_version": .number(Double(RbeeVersion.apiVersion))])
             }
-            guard Self.isHiveName(beat.name) else {
-                throw RbeeError.invalid([.init(field: "name", message: "must be 1-63 letters, digits or '-' (DNS-safe)")])
+            guard Validation.isHiveName(beat.name) else {
+                throw RbeeError.invalid([.init(field: "name", message: "must be \(Validation.hiveNameRule)")])
             }
             try await registry.heard(
                 name: beat.name, url: beat.url, cpuCores: beat.cpuCores, ramAvailableBytes: beat.ramAvailableBytes, workers: beat.workers,
-                catalog: beat.catalog, models: beat.models)
+                catalog: beat.catalog, models: beat.models, version: (beat.version, beat.apiVersion))
             scheduler.workersReported(hive: beat.name, workers: beat.workers)
             return Response(status: .noContent)
         }
@@ -96,33 +96,32 @@ struct QueenRoutes: Sendable {
     struct HiveList: Codable, Sendable { var hives: [HiveRecord] }
     struct WorkerList: Codable, Sendable { var workers: [ClusterWorker] }
 
-    static func isHiveName(_ name: String) -> Bool {
-        (1...63).contains(name.utf8.count) && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-    }
-
     // MARK: Hives
 
     func addHive(_ request: Request, _ context: RbeeRequestContext) async throws -> Response {
         var request = request
         let body = try await request.decodeBody(as: AddHiveRequest.self, context: context)
         var errors: [RbeeError.FieldError] = []
-        if !Self.isHiveName(body.name) { errors.append(.init(field: "name", message: "must be 1-63 letters, digits or '-' (DNS-safe)")) }
+        if !Validation.isHiveName(body.name) { errors.append(.init(field: "name", message: "must be \(Validation.hiveNameRule)")) }
         let url = body.url.hasSuffix("/") ? String(body.url.dropLast()) : body.url
         if !(url.hasPrefix("http://") || url.hasPrefix("https://")) || url.count > 512 || url.contains(where: { $0.isWhitespace }) {
             errors.append(.init(field: "url", message: "must be an http:// or https:// URL"))
         }
         if !errors.isEmpty { throw RbeeError.invalid(errors) }
-        if registry.entry(body.name) != nil {
-            throw RbeeError(.hiveExists, "a hive named \(body.name) is already registered", details: ["name": .string(body.name)])
-        }
         // The hive must answer, and speak this queen's API version, before it is saved.
-        let health = try await hives.health(hiveURL: url)
-        guard health.apiVersion == RbeeVersion.apiVersion else {
-            throw RbeeError(
-                .versionMismatch, "the hive at \(url) speaks API version \(health.apiVersion); this queen speaks \(RbeeVersion.apiVersion)",
-                details: ["hive_api_version": .number(Double(health.apiVersion))])
+        try await registry.add(name: body.name, url: url, source: "api") { () throws(RbeeError) in
+            let health = try await hives.health(hiveURL: url)
+            guard health.apiVersion == RbeeVersion.apiVersion else {
+                throw RbeeError(
+                    .versionMismatch,
+                    "the hive at \(url) speaks API version \(health.apiVersion) (rbee \(health.version)); this queen speaks \(RbeeVersion.apiVersion) (rbee \(RbeeVersion.version))",
+                    details: [
+                        "hive_api_version": .number(Double(health.apiVersion)), "queen_api_version": .number(Double(RbeeVersion.apiVersion)),
+                        "hive_version": .string(health.version), "queen_version": .string(RbeeVersion.version),
+                    ])
+            }
+            return health
         }
-        try await registry.add(name: body.name, url: url, source: "api")
         if let workers = try? await hives.workers(hiveURL: url), let catalog = try? await hives.models(hiveURL: url) {
             try await registry.heard(
                 name: body.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
@@ -165,7 +164,8 @@ struct QueenRoutes: Sendable {
             scheduler.hivesChanged()
         }
         let fetchable = if case .catalogID = task.reference { false } else { true }
-        let want = PlacementStateMachine.Want(modelID: task.reference.derivedID, modelRef: task.model, fetchable: fetchable, hive: task.hive)
+        let want = PlacementStateMachine.Want(
+            modelID: task.reference.derivedID, modelRef: task.model, fetchable: fetchable, hive: task.hive, correlationID: context.correlationID)
         let id = "task-" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))
         let registration = try tasks.register(id)
         let placement = try scheduler.admit(want)

@@ -92,7 +92,7 @@ final class Scheduler: Sendable {
         perform { $0.finished(lease, tokensPerSec: tokensPerSec, now: $1) }
     }
 
-    func coldStartFailed(_ lease: Machine.Lease, error: RbeeError) {
+    func coldStartFailed(_ lease: Machine.Lease, error: RbeeError, logger: Logger) {
         logger.warning("cold start failed; trying another hive", metadata: ["hive": "\(lease.hive)", "worker_id": "\(lease.workerID)", "error": "\(error)"])
         perform { $0.coldStartFailed(lease, error: error, now: $1) }
     }
@@ -163,11 +163,13 @@ final class Scheduler: Sendable {
     }
 
     private func spawn(_ order: Machine.SpawnOrder) {
+        var logger = logger
+        if let id = order.correlationID { logger[metadataKey: "correlation_id"] = .string(id) }
         logger.info("spawning a worker", metadata: ["hive": "\(order.hive)", "model": "\(order.reference)"])
         let request = WorkerSpawnRequest(modelRef: order.reference, parallel: order.parallel, reuse: true)
-        background.submit { [self] in
+        background.submit { [self, logger] in
             do throws(RbeeError) {
-                let info = try await hives.spawn(request, hiveURL: order.hiveURL)
+                let info = try await hives.spawn(request, hiveURL: order.hiveURL, correlationID: order.correlationID)
                 if info.modelID != order.modelID {
                     logger.warning("hive reports another model id than expected", metadata: ["expected": "\(order.modelID)", "reported": "\(info.modelID)"])
                 }

@@ -66,7 +66,7 @@ struct TaskExecution: Sendable {
                         try await warmUp(lease)
                         scheduler.workerReady(lease.workerID)
                     } catch let error as RbeeError where !Task.isCancelled {
-                        lease = try await placement.coldStartFailed(lease, error: error)
+                        lease = try await placement.coldStartFailed(lease, error: error, logger: log)
                         continue
                     }
                 }
@@ -125,11 +125,12 @@ struct TaskExecution: Sendable {
 
     /// Follows a worker that is not ready yet: the hive's download, then the worker's loading.
     private func warmUp(_ lease: Lease) async throws {
-        let client = RbeeClient(http: http, token: token, correlationID: task.correlationID, unreachableCode: .hiveUnreachable)
+        let client = RbeeClient(
+            http: http, token: token, correlationID: task.correlationID, deadline: task.deadlineHeader, unreachableCode: .hiveUnreachable)
         var followedDownload = false
         while true {
             try Task.checkCancellation()
-            let workers = try await hives.workers(hiveURL: lease.hiveURL, correlationID: task.correlationID)
+            let workers = try await hives.workers(hiveURL: lease.hiveURL, correlationID: task.correlationID, deadline: task.deadlineHeader)
             guard let info = workers.first(where: { $0.workerID == lease.workerID }) else {
                 throw RbeeError(.workerCrashed, "worker \(lease.workerID) disappeared from hive \(lease.hive) while starting")
             }

@@ -46,47 +46,50 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
 
     func validate() throws {
-        var problems: [String] = []
-        if !(0...65535).contains(port) { problems.append("--port must be 0…65535") }
-        if !(1...64).contains(parallel) { problems.append("--parallel must be 1…64") }
-        if !(16...1_048_576).contains(ctxSize) { problems.append("--ctx-size must be 16…1048576") }
-        if !(1...65536).contains(batchSize) { problems.append("--batch-size must be 1…65536") }
-        if maxQueue < 0 { problems.append("--max-queue must be ≥ 0") }
-        if let threads, threads < 1 { problems.append("--threads must be ≥ 1") }
-        if let workerID, !Validation.isValidID(workerID) { problems.append("--worker-id must match [A-Za-z0-9._-]{1,64}") }
-        if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
+        _ = try configuration()
+    }
+
+    /// Flags and `RBEE_WORKER_…` variables, every number range-checked (a usage error names the option).
+    func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> WorkerConfiguration {
+        var settings = DaemonSettings(environment: environment)
+        var engine = EngineConfiguration(modelPath: (model as NSString).expandingTildeInPath)
+        engine.parallel = settings.integer(parallel, option: "--parallel", variable: nil, range: 1...64) ?? parallel
+        engine.contextSize = settings.integer(ctxSize, option: "--ctx-size", variable: nil, range: 16...1_048_576) ?? ctxSize
+        engine.batchSize = settings.integer(batchSize, option: "--batch-size", variable: nil, range: 1...65536) ?? batchSize
+        engine.maxQueue = settings.integer(maxQueue, option: "--max-queue", variable: nil, range: 0...1_000_000) ?? maxQueue
+        engine.gpuLayers = settings.integer(gpuLayers, option: "--gpu-layers", variable: nil, range: 0...100_000) ?? gpuLayers
+        engine.repackWeights = repack
+        if let threads = settings.integer(threads, option: "--threads", variable: nil, range: 1...1024) { engine.threads = threads }
+        if let value = settings.seconds(loadingTimeoutSecs, option: "--loading-timeout-secs", variable: "RBEE_WORKER_LOADING_TIMEOUT_SECS") {
+            engine.loadingTimeout = value
+        }
+        if let workerID, !Validation.isValidID(workerID) { throw ValidationError("--worker-id must match [A-Za-z0-9._-]{1,64}") }
+        var configuration = WorkerConfiguration(engine: engine, workerID: workerID)
+        configuration.host = host
+        configuration.port = settings.port(port)
+        configuration.hiveURL = hiveURL
+        configuration.advertisedURL = advertiseURL
+        if let value = settings.seconds(keepAliveSecs, option: "--keep-alive-secs", variable: "RBEE_WORKER_KEEPALIVE_SECS") {
+            configuration.keepAliveInterval = value
+        }
+        if let value = settings.seconds(heartbeatSecs, option: "--heartbeat-secs", variable: "RBEE_WORKER_HEARTBEAT_SECS") {
+            configuration.heartbeatInterval = value
+        }
+        if let value = settings.seconds(drainGraceSecs, option: "--drain-grace-secs", variable: "RBEE_WORKER_DRAIN_GRACE_SECS", range: 0...3600) {
+            configuration.drainGrace = value
+        }
+        do { try settings.check() } catch { throw ValidationError(error.description) }
+        return configuration
     }
 
     func run() async throws {
         RbeeLogging.bootstrap(format: logFormat, level: logLevel)
         signal(SIGPIPE, SIG_IGN)
         let logger = Logger(label: "llm-worker-rbee")
-        let environment = ProcessInfo.processInfo.environment
-        func seconds(_ flag: Double?, _ variable: String, _ fallback: Double) -> Duration {
-            .milliseconds(Int64((flag ?? environment[variable].flatMap(Double.init) ?? fallback) * 1000))
-        }
-
-        var engine = EngineConfiguration(modelPath: (model as NSString).expandingTildeInPath)
-        engine.parallel = parallel
-        engine.contextSize = ctxSize
-        engine.batchSize = batchSize
-        engine.maxQueue = maxQueue
-        engine.gpuLayers = gpuLayers
-        engine.repackWeights = repack
-        if let threads { engine.threads = threads }
-        engine.loadingTimeout = seconds(loadingTimeoutSecs, "RBEE_WORKER_LOADING_TIMEOUT_SECS", 600)
-
-        var configuration = WorkerConfiguration(engine: engine, workerID: workerID)
-        configuration.host = host
-        configuration.port = port
-        configuration.hiveURL = hiveURL
-        configuration.advertisedURL = advertiseURL
-        configuration.keepAliveInterval = seconds(keepAliveSecs, "RBEE_WORKER_KEEPALIVE_SECS", 10)
-        configuration.heartbeatInterval = seconds(heartbeatSecs, "RBEE_WORKER_HEARTBEAT_SECS", 15)
-        configuration.drainGrace = seconds(drainGraceSecs, "RBEE_WORKER_DRAIN_GRACE_SECS", 30)
+        var configuration = try configuration()
         do {
             configuration.token = try APIToken.load(tokenFile: tokenFile)
-            if let token = configuration.token { logger.info("API token required", metadata: ["fingerprint": "\(token.fingerprint)"]) }
+            APIToken.logPolicy(configuration.token, host: configuration.host, logger: logger)
             // A worker spawned by a hive must not outlive it.
             if hiveURL != nil { _ = rbee_set_parent_death_signal(SIGTERM) }
             try await WorkerService(configuration: configuration, logger: logger).run()

@@ -30,7 +30,7 @@ struct QueenCommand: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "File (mode 0600) holding the API token; RBEE_API_TOKEN wins.") var tokenFile: String?
     @Option(name: .customLong("max-queue"), help: "Requests allowed to wait; more get 429 [RBEE_QUEEN_MAX_QUEUE, 256].") var maxQueue: Int?
     @Option(name: .customLong("worker-queue"), help: "Requests stacked on a worker beyond its slots before another worker is started.")
-    var workerQueue: Int = 4
+    var workerQueue: Int?
     @Option(name: .customLong("worker-parallel"), help: "Slots asked of the workers this queen starts (default: the worker's).")
     var workerParallel: Int?
     @Option(name: .customLong("hive-heartbeat-secs"), help: "Heartbeat interval of hives; silent for 3 is unreachable [RBEE_HIVE_HEARTBEAT_SECS, 10].")
@@ -51,9 +51,36 @@ struct QueenCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
 
     func validate() throws {
-        if let maxQueue, maxQueue < 0 { throw ValidationError("--max-queue must be 0 or more") }
-        if workerQueue < 0 { throw ValidationError("--worker-queue must be 0 or more") }
-        if let workerParallel, !(1...64).contains(workerParallel) { throw ValidationError("--worker-parallel must be 1…64") }
+        _ = try configuration()
+    }
+
+    /// Flags and `RBEE_…` variables, every number range-checked (a usage error names the option).
+    func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> QueenConfiguration {
+        var settings = DaemonSettings(environment: environment)
+        var configuration = QueenConfiguration(home: home ?? QueenConfiguration.defaultHome(environment: environment))
+        configuration.host = host
+        configuration.port = settings.port(port)
+        configuration.localHivePort = settings.port(localHivePort, option: "--local-hive-port")
+        if let value = settings.integer(maxQueue, option: "--max-queue", variable: "RBEE_QUEEN_MAX_QUEUE", range: 0...1_000_000) {
+            configuration.maxQueue = value
+        }
+        configuration.workerQueueDepth = settings.integer(workerQueue, option: "--worker-queue", variable: nil, range: 0...10_000) ?? 4
+        configuration.workerParallel = settings.integer(workerParallel, option: "--worker-parallel", variable: nil, range: 1...64)
+        if let value = settings.seconds(hiveHeartbeatSecs, option: "--hive-heartbeat-secs", variable: "RBEE_HIVE_HEARTBEAT_SECS") {
+            configuration.hiveHeartbeatInterval = value
+        }
+        if let value = settings.seconds(keepAliveSecs, option: "--keep-alive-secs", variable: "RBEE_KEEPALIVE_SECS") {
+            configuration.keepAliveInterval = value
+        }
+        if let value = settings.seconds(stallSecs, option: "--stall-secs", variable: "RBEE_QUEEN_STALL_SECS") { configuration.stallTimeout = value }
+        if let value = settings.seconds(drainGraceSecs, option: "--drain-grace-secs", variable: "RBEE_QUEEN_DRAIN_GRACE_SECS", range: 0...3600) {
+            configuration.drainGrace = value
+        }
+        configuration.startLocalHive = !noLocalHive
+        configuration.hiveBinary = hiveBinary
+        configuration.localHiveModelDirectories = modelDirectories
+        do { try settings.check() } catch { throw ValidationError(error.description) }
+        return configuration
     }
 
     func run() async throws {
@@ -62,26 +89,10 @@ struct QueenCommand: AsyncParsableCommand {
         // Started by `rbee infer`: end with it. Started by `rbee queen start`: outlive the terminal.
         if exitWithParent { _ = rbee_set_parent_death_signal(SIGTERM) } else { signal(SIGHUP, SIG_IGN) }
         let logger = Logger(label: "queen-rbee")
-        let environment = ProcessInfo.processInfo.environment
-        func seconds(_ flag: Double?, _ variable: String) -> Duration? {
-            (flag ?? environment[variable].flatMap(Double.init)).map { .milliseconds(Int64($0 * 1000)) }
-        }
-        var configuration = QueenConfiguration(home: home ?? QueenConfiguration.defaultHome())
-        configuration.host = host
-        configuration.port = port
-        if let value = maxQueue ?? environment["RBEE_QUEEN_MAX_QUEUE"].flatMap(Int.init) { configuration.maxQueue = value }
-        configuration.workerQueueDepth = workerQueue
-        configuration.workerParallel = workerParallel
-        if let value = seconds(hiveHeartbeatSecs, "RBEE_HIVE_HEARTBEAT_SECS") { configuration.hiveHeartbeatInterval = value }
-        if let value = seconds(keepAliveSecs, "RBEE_KEEPALIVE_SECS") { configuration.keepAliveInterval = value }
-        if let value = seconds(stallSecs, "RBEE_QUEEN_STALL_SECS") { configuration.stallTimeout = value }
-        if let value = seconds(drainGraceSecs, "RBEE_QUEEN_DRAIN_GRACE_SECS") { configuration.drainGrace = value }
-        configuration.startLocalHive = !noLocalHive
-        configuration.hiveBinary = hiveBinary
-        configuration.localHivePort = localHivePort
-        configuration.localHiveModelDirectories = modelDirectories
+        var configuration = try configuration()
         do {
             configuration.token = try APIToken.load(tokenFile: tokenFile)
+            APIToken.logPolicy(configuration.token, host: configuration.host, logger: logger)
             try await QueenService(configuration: configuration, logger: logger).run()
         } catch {
             logger.critical("queen failed", metadata: ["error": "\(error)"])

@@ -37,7 +37,7 @@ struct HiveCommand: AsyncParsableCommand {
         @Option(name: .customLong("token-file"), help: "File (mode 0600) holding the API token; RBEE_API_TOKEN wins.") var tokenFile: String?
         @Option(name: .customLong("download-stall-secs"), help: "No data for this long fails a download attempt [RBEE_HIVE_DOWNLOAD_STALL_SECS, 60].")
         var stallSecs: Double?
-        @Option(name: .customLong("download-attempts"), help: "Attempts per download, with exponential backoff.") var attempts: Int = 6
+        @Option(name: .customLong("download-attempts"), help: "Attempts per download, with exponential backoff (1-100).") var attempts: Int = 6
         @Option(help: "This hive's name, reported to the queen (default: the host name).") var name: String?
         @Option(name: .customLong("queen-url"), help: "Queen to register with and send heartbeats to.") var queenURL: String?
         @Option(name: .customLong("heartbeat-secs"), help: "Heartbeat interval to the queen [RBEE_HIVE_HEARTBEAT_SECS, 10].")
@@ -45,6 +45,8 @@ struct HiveCommand: AsyncParsableCommand {
         @Option(name: .customLong("worker-binary"), help: "llm-worker-rbee to spawn (default: next to this executable, or in RBEE_BIN_DIR).") var workerBinary: String?
         @Option(name: .customLong("worker-heartbeat-secs"), help: "Heartbeat interval asked of workers [RBEE_WORKER_HEARTBEAT_SECS, 15].")
         var heartbeatSecs: Double?
+        @Option(name: .customLong("worker-probe-secs"), help: "Health probe of each ready worker; 3 failures stop it [RBEE_HIVE_WORKER_PROBE_SECS, 10].")
+        var probeSecs: Double?
         @Option(name: .customLong("worker-idle-secs"), help: "Stop a ready worker idle this long [RBEE_HIVE_WORKER_IDLE_SECS, 300].")
         var idleSecs: Double?
         @Option(name: .customLong("memory-limit-bytes"), help: "Memory this hive may use for workers at most [RBEE_HIVE_MEMORY_LIMIT_BYTES, the machine's available memory].")
@@ -57,9 +59,47 @@ struct HiveCommand: AsyncParsableCommand {
         @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error.") var logLevel: Logger.Level = .info
 
         func validate() throws {
-            if let name, !(1...63).contains(name.count) || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) {
-                throw ValidationError("--name must be 1-63 letters, digits or '-' (DNS-safe)")
+            _ = try configuration()
+        }
+
+        /// Flags and `RBEE_…` variables, every number range-checked (a usage error names the option).
+        func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> HiveConfiguration {
+            if let name, !Validation.isHiveName(name) {
+                throw ValidationError("--name must be a DNS name: labels of letters, digits and '-', separated by dots, at most 64 characters")
             }
+            var settings = DaemonSettings(environment: environment)
+            var configuration = HiveConfiguration(home: home ?? HiveConfiguration.defaultHome(environment: environment))
+            configuration.host = host
+            configuration.port = settings.port(port)
+            configuration.extraModelDirectories = modelDirectories
+            configuration.downloads.attempts = settings.integer(attempts, option: "--download-attempts", variable: nil, range: 1...100) ?? 6
+            if let value = settings.seconds(stallSecs, option: "--download-stall-secs", variable: "RBEE_HIVE_DOWNLOAD_STALL_SECS") {
+                configuration.downloads.stallTimeout = value
+            }
+            if let workerBinary { configuration.supervision.workerBinary = workerBinary }
+            configuration.supervision.memoryLimitBytes = settings.integer(
+                memoryLimitBytes, option: "--memory-limit-bytes", variable: "RBEE_HIVE_MEMORY_LIMIT_BYTES", range: 0...Int.max)
+            if let name { configuration.name = name }
+            configuration.queenURL = queenURL
+            if let value = settings.seconds(queenHeartbeatSecs, option: "--heartbeat-secs", variable: "RBEE_HIVE_HEARTBEAT_SECS") {
+                configuration.queenHeartbeatInterval = value
+            }
+            if let value = settings.seconds(heartbeatSecs, option: "--worker-heartbeat-secs", variable: "RBEE_WORKER_HEARTBEAT_SECS") {
+                configuration.supervision.heartbeatInterval = value
+            }
+            if let value = settings.seconds(probeSecs, option: "--worker-probe-secs", variable: "RBEE_HIVE_WORKER_PROBE_SECS") {
+                configuration.supervision.healthProbeInterval = value
+            }
+            if let value = settings.seconds(idleSecs, option: "--worker-idle-secs", variable: "RBEE_HIVE_WORKER_IDLE_SECS") {
+                configuration.supervision.idleTimeout = value
+            }
+            if let value = settings.seconds(loadingTimeoutSecs, option: "--worker-loading-timeout-secs", variable: "RBEE_WORKER_LOADING_TIMEOUT_SECS") {
+                configuration.supervision.loadingTimeout = value
+            }
+            configuration.downloads.hfEndpoint = environment["HF_ENDPOINT"] ?? "https://huggingface.co"
+            configuration.downloads.hfToken = environment["HF_TOKEN"]
+            do { try settings.check() } catch { throw ValidationError(error.description) }
+            return configuration
         }
 
         func run() async throws {
@@ -67,30 +107,10 @@ struct HiveCommand: AsyncParsableCommand {
             signal(SIGPIPE, SIG_IGN)
             if exitWithParent { _ = rbee_set_parent_death_signal(SIGTERM) }
             let logger = Logger(label: "rbee-hive")
-            let environment = ProcessInfo.processInfo.environment
-            var configuration = HiveConfiguration(home: home ?? HiveConfiguration.defaultHome())
-            configuration.host = host
-            configuration.port = port
-            configuration.extraModelDirectories = modelDirectories
-            configuration.downloads.attempts = max(1, attempts)
-            if let stall = stallSecs ?? environment["RBEE_HIVE_DOWNLOAD_STALL_SECS"].flatMap(Double.init) {
-                configuration.downloads.stallTimeout = .milliseconds(Int64(stall * 1000))
-            }
-            func seconds(_ flag: Double?, _ variable: String) -> Duration? {
-                (flag ?? environment[variable].flatMap(Double.init)).map { .milliseconds(Int64($0 * 1000)) }
-            }
-            if let workerBinary { configuration.supervision.workerBinary = workerBinary }
-            configuration.supervision.memoryLimitBytes = memoryLimitBytes ?? environment["RBEE_HIVE_MEMORY_LIMIT_BYTES"].flatMap(Int.init)
-            if let name { configuration.name = name }
-            configuration.queenURL = queenURL
-            if let value = seconds(queenHeartbeatSecs, "RBEE_HIVE_HEARTBEAT_SECS") { configuration.queenHeartbeatInterval = value }
-            if let value = seconds(heartbeatSecs, "RBEE_WORKER_HEARTBEAT_SECS") { configuration.supervision.heartbeatInterval = value }
-            if let value = seconds(idleSecs, "RBEE_HIVE_WORKER_IDLE_SECS") { configuration.supervision.idleTimeout = value }
-            if let value = seconds(loadingTimeoutSecs, "RBEE_WORKER_LOADING_TIMEOUT_SECS") { configuration.supervision.loadingTimeout = value }
-            configuration.downloads.hfEndpoint = environment["HF_ENDPOINT"] ?? "https://huggingface.co"
-            configuration.downloads.hfToken = environment["HF_TOKEN"]
+            var configuration = try configuration()
             do {
                 configuration.token = try APIToken.load(tokenFile: tokenFile)
+                APIToken.logPolicy(configuration.token, host: configuration.host, logger: logger)
                 try await HiveService(configuration: configuration, logger: logger).run()
             } catch {
                 logger.critical("hive failed", metadata: ["error": "\(error)"])
