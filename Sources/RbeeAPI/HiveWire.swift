@@ -107,6 +107,7 @@ public struct ModelInfo: Sendable, Equatable, Codable {
     public var sourceRef: String
     public var localPath: String
     public var sizeBytes: Int
+    /// "" while a model imported from a local file is still being hashed.
     public var sha256: String
     public var architecture: String?
     public var layerCount: Int?

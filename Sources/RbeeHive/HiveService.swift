@@ -13,6 +13,7 @@ public final class HiveService: Sendable {
     public let metrics: HiveMetrics
     public let supervisor: WorkerSupervisor
     public let shutdownSwitch = ShutdownSwitch()
+    let background = BackgroundTasks()
     private let logger: Logger
     private let portBroadcast = ProgressBroadcast<Int>(isTerminal: { _ in true })
 
@@ -24,7 +25,7 @@ public final class HiveService: Sendable {
         let catalog = try await ModelCatalog(home: configuration.home, logger: logger)
         self.provisioner = ModelProvisioner(
             catalog: catalog, settings: configuration.downloads, extraModelDirectories: configuration.extraModelDirectories,
-            logger: logger, onBytes: { metrics.recordBytes($0) })
+            logger: logger, background: background, onBytes: { metrics.recordBytes($0) })
         self.supervisor = WorkerSupervisor(
             settings: configuration.supervision, provisioner: provisioner, token: configuration.token, logger: logger)
     }
@@ -54,7 +55,8 @@ public final class HiveService: Sendable {
         }
         // Listed last, so the first to hear of a shutdown: workers stop before the server does.
         let stop = StopOnRequest(shutdown: shutdownSwitch, supervisor: supervisor, tracker: provisioner.tracker)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: supervisor), .init(service: app)]
+        await provisioner.hashPendingModels()
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: background), .init(service: supervisor), .init(service: app)]
         if let queenURL = configuration.queenURL {
             let reporter = QueenReporter(
                 queenURL: queenURL, name: configuration.name, interval: configuration.queenHeartbeatInterval, token: configuration.token,

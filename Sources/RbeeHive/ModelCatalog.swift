@@ -64,7 +64,7 @@ public final class ModelCatalog: Sendable {
         for file in files where file.hasSuffix(".gguf") {
             let path = modelDirectory + "/" + file
             do {
-                let info = try await Self.describe(path: path, id: String(file.dropLast(5)), sourceRef: "file:" + path)
+                let info = try Self.describe(path: path, id: String(file.dropLast(5)), sourceRef: "file:" + path)
                 try await add(info)
                 logger.info("catalog: rescanned model", metadata: ["id": "\(info.id)"])
             } catch {
@@ -73,19 +73,27 @@ public final class ModelCatalog: Sendable {
         }
     }
 
-    /// Facts of a GGUF file: header fields and sha256 (given, or computed).
-    static func describe(path: String, id: String, sourceRef: String, sha256: String? = nil) async throws -> ModelInfo {
+    /// Facts of a GGUF file from its header and size alone: nothing reads the rest of the file,
+    /// so a file of any size is described at once. `sha256` is "" until computed.
+    static func describe(path: String, id: String, sourceRef: String, sha256: String? = nil) throws -> ModelInfo {
         let file = try GGUFFile(path: path)
-        var digest = sha256 ?? ""
-        if sha256 == nil { digest = try await FileHasher.sha256(path: path) }
         return ModelInfo(
-            id: id, sourceRef: sourceRef, localPath: path, sizeBytes: file.fileSize, sha256: digest, architecture: file.architecture,
+            id: id, sourceRef: sourceRef, localPath: path, sizeBytes: file.fileSize, sha256: sha256 ?? "", architecture: file.architecture,
             layerCount: file.blockCount, contextLength: file.contextLength, quantization: file.quantization,
             parameterCount: file.parameterCount, createdAt: Date().timeIntervalSince1970)
     }
 
     public func add(_ info: ModelInfo) async throws {
         try await database.write { db in try ModelRow(info).save(db) }
+    }
+
+    /// Records a sha256 computed after the model was catalogued.
+    func setSHA256(id: String, _ sha256: String) async throws {
+        try await database.write { db in
+            guard var row = try ModelRow.fetchOne(db, key: id) else { return }
+            row.sha256 = sha256
+            try row.update(db)
+        }
     }
 
     public func model(id: String) async throws -> ModelInfo? {

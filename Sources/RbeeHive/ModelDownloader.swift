@@ -219,7 +219,7 @@ struct ModelDownloader: Sendable {
         }
         try? FileManager.default.removeItem(atPath: plan.destination)
         try FileManager.default.moveItem(atPath: partial.path, toPath: plan.destination)
-        let info = try await ModelCatalog.describe(path: plan.destination, id: plan.modelID, sourceRef: plan.sourceRef, sha256: digest)
+        let info = try ModelCatalog.describe(path: plan.destination, id: plan.modelID, sourceRef: plan.sourceRef, sha256: digest)
         try await catalog.add(info)
         plan.logger.info("download complete", metadata: ["model": "\(plan.modelID)", "bytes": "\(size)"])
         return .complete(localPath: plan.destination, sha256: digest, sizeBytes: size)

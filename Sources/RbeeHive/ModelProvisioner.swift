@@ -14,12 +14,15 @@ public final class ModelProvisioner: Sendable {
     /// Directories `file:` references may point into (symlinks resolved first).
     let allowedDirectories: [String]
     private let logger: Logger
+    /// Where the sha256 of imported files is computed, after they are catalogued.
+    let background: BackgroundTasks
 
     public init(
         catalog: ModelCatalog, settings: DownloadSettings, extraModelDirectories: [String] = [], client: HTTPClient = .rbee,
-        logger: Logger, onBytes: @escaping @Sendable (Int) -> Void = { _ in }
+        logger: Logger, background: BackgroundTasks = BackgroundTasks(), onBytes: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.catalog = catalog
+        self.background = background
         self.tracker = DownloadTracker()
         self.settings = settings
         self.logger = logger
@@ -82,6 +85,10 @@ public final class ModelProvisioner: Sendable {
         return DownloadStarted(downloadID: downloadID, modelID: id, status: .downloading)
     }
 
+    /// A local file: catalogued at once from its header and size, so a spawn checks memory and
+    /// answers without reading the file. Its sha256 is computed in the background; when the
+    /// client gave one to check, the import is a job to follow like a download (`verifying` it),
+    /// and the model is catalogued only once it matches.
     private func importFile(path: String, reference: ModelReference, expectedSHA256: String?) async throws(RbeeError) -> DownloadStarted {
         let real = Self.resolved(path)
         guard allowedDirectories.contains(where: { real.hasPrefix($0 + "/") }) else {
@@ -92,22 +99,64 @@ public final class ModelProvisioner: Sendable {
         guard FileManager.default.fileExists(atPath: real) else {
             throw RbeeError(.modelNotFound, "no file at \(path)", details: ["path": .string(path)])
         }
-        if let info = try await catalogCall({ try await self.catalog.model(sourceRef: reference.description) }) {
+        if let info = try await catalogCall({ try await self.catalog.model(sourceRef: reference.description) }),
+            expectedSHA256 == nil || info.sha256 == expectedSHA256?.lowercased()
+        {
             return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
         }
         let info: ModelInfo
         do {
-            info = try await ModelCatalog.describe(path: real, id: reference.derivedID, sourceRef: reference.description)
+            info = try ModelCatalog.describe(path: real, id: reference.derivedID, sourceRef: reference.description)
         } catch {
             throw RbeeError(.invalidModelRef, "\(path) is not a usable GGUF model: \(error)", details: ["path": .string(path)])
         }
-        if let expectedSHA256, expectedSHA256.lowercased() != info.sha256 {
-            throw RbeeError(
-                .checksumMismatch, "sha256 of \(path) is \(info.sha256), expected \(expectedSHA256)",
-                details: ["expected": .string(expectedSHA256), "actual": .string(info.sha256)])
+        guard let expected = expectedSHA256?.lowercased() else {
+            try await catalogCall { try await self.catalog.add(info) }
+            hashInBackground(info)
+            return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
         }
-        try await catalogCall { try await self.catalog.add(info) }
-        return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
+        let (downloadID, _) = tracker.start(modelID: info.id) { [catalog, logger] report in
+            do {
+                let digest = try await FileHasher.sha256(path: real) { hashed in
+                    report(.downloading(bytesDownloaded: hashed, bytesTotal: info.sizeBytes, speedMBps: 0, etaS: nil))
+                }
+                guard digest == expected else {
+                    return .failed(
+                        RbeeError(
+                            .checksumMismatch, "sha256 of \(path) is \(digest), expected \(expected)",
+                            details: ["expected": .string(expected), "actual": .string(digest)]))
+                }
+                var verified = info
+                verified.sha256 = digest
+                try await catalog.add(verified)
+                return .complete(localPath: real, sha256: digest, sizeBytes: info.sizeBytes)
+            } catch is CancellationError {
+                return .failed(RbeeError(.cancelled, "the hive stopped while \(path) was being verified"))
+            } catch {
+                logger.warning("import failed", metadata: ["path": "\(path)", "error": "\(error)"])
+                return .failed(RbeeError(.unavailable, "cannot import \(path): \(error)"))
+            }
+        }
+        return DownloadStarted(downloadID: downloadID, modelID: info.id, status: .downloading)
+    }
+
+    /// Computes a catalogued model's sha256 in the hive's background tasks.
+    func hashInBackground(_ info: ModelInfo) {
+        background.submit { [catalog, logger] in
+            do {
+                let digest = try await FileHasher.sha256(path: info.localPath)
+                try await catalog.setSHA256(id: info.id, digest)
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("could not hash a model", metadata: ["model": "\(info.id)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Hashes the catalogued models whose sha256 is not known yet (imported, or found by a rescan).
+    func hashPendingModels() async {
+        for info in (try? await catalog.list()) ?? [] where info.sha256.isEmpty { hashInBackground(info) }
     }
 
     /// Catalog failures (an unreadable database) answer 503, never crash the hive.

@@ -61,7 +61,15 @@ import Testing
         let catalog = hive.service.provisioner.catalog
         let listed = try await catalog.list()
         #expect(listed.map(\.id) == ["local-copy", "gemma-3-270m-q4_k_m"])  // newest first
-        #expect(listed.allSatisfy { $0.sha256 == modelSHA256 && $0.layerCount == 18 })
+        #expect(listed.allSatisfy { $0.layerCount == 18 })
+        // Imports are catalogued from their header at once; their sha256 follows from the background.
+        try await waitUntil(.seconds(20)) { try await catalog.list().allSatisfy { $0.sha256 == modelSHA256 } }
+        // With a sha256 to check, an import is a job to follow, which a wrong sha256 fails.
+        let (checkStatus, checkBody) = try await hive.download("file:" + modelPath, sha256: String(repeating: "0", count: 64))
+        #expect(checkStatus == .accepted)
+        let check = try JSONDecoder().decode(DownloadStarted.self, from: checkBody)
+        let verdict = try await hive.follow(try #require(check.downloadID)).events.last
+        #expect(verdict.map { if case .failed(let error) = $0 { error.code == .checksumMismatch } else { false } } == true)
         // An imported file outside the model directory stays on disk when removed from the catalog.
         try await catalog.remove(id: "gemma-3-270m-q4_k_m")
         #expect(FileManager.default.fileExists(atPath: modelPath))

@@ -10,11 +10,12 @@ import Testing
 
 /// Acceptance 5 of the hive issue, with real `llm-worker-rbee` children on the real model.
 @Suite(.serialized) struct SupervisionTests {
-    static func startHive(idle: Duration = .seconds(60), _ adjust: @escaping (inout SupervisionSettings) -> Void = { _ in }) async throws
-        -> RunningHive
-    {
+    static func startHive(
+        home: String? = nil, server: ModelServer? = nil, idle: Duration = .seconds(60),
+        _ adjust: @escaping (inout SupervisionSettings) -> Void = { _ in }
+    ) async throws -> RunningHive {
         let worker = binary(named: "llm-worker-rbee")
-        return try await RunningHive.start(server: nil) {
+        return try await RunningHive.start(home: home, server: server) {
             $0.extraModelDirectories = [(modelPath as NSString).deletingLastPathComponent]
             $0.supervision = SupervisionSettings(workerBinary: worker)
             $0.supervision.ports = 47100...47199
