@@ -33,6 +33,28 @@ public struct WorkerReadyReport: Sendable, Equatable, Codable {
     }
 }
 
+/// `POST /v1/workers/listening` from a worker to its hive, as soon as it listens: a worker binds a
+/// port the system picks, so no two workers on a host ever collide, and says which.
+public struct WorkerListening: Sendable, Equatable, Codable {
+    public var workerID: String
+    public var url: String
+    public var pid: Int32
+    public var apiVersion: Int
+
+    public init(workerID: String, url: String, pid: Int32, apiVersion: Int = RbeeVersion.apiVersion) {
+        self.workerID = workerID
+        self.url = url
+        self.pid = pid
+        self.apiVersion = apiVersion
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case url, pid
+        case workerID = "worker_id"
+        case apiVersion = "api_version"
+    }
+}
+
 /// `POST /v1/workers/heartbeat` from a worker to its hive.
 public struct WorkerHeartbeat: Sendable, Equatable, Codable {
     public var workerID: String

@@ -45,10 +45,13 @@ public struct HiveWorkerInfo: Sendable, Equatable, Codable {
     /// Why it failed or was stopped, typed as every wire carries errors.
     public var error: RbeeError?
     public var stderrTail: String?
+    /// Where it runs: `cpu`, `cuda:N`.
+    public var device: String?
 
     public init(
         workerID: String, modelID: String, url: String, progressURL: String, pid: Int32?, state: HiveWorkerState, slotsTotal: Int,
-        slotsBusy: Int, queueDepth: Int, lastHeartbeatSAgo: Double?, restarts: Int, exit: String?, error: RbeeError?, stderrTail: String?
+        slotsBusy: Int, queueDepth: Int, lastHeartbeatSAgo: Double?, restarts: Int, exit: String?, error: RbeeError?, stderrTail: String?,
+        device: String? = nil
     ) {
         self.workerID = workerID
         self.modelID = modelID
@@ -64,6 +67,7 @@ public struct HiveWorkerInfo: Sendable, Equatable, Codable {
         self.exit = exit
         self.error = error
         self.stderrTail = stderrTail
+        self.device = device
     }
 
     enum CodingKeys: String, CodingKey {
@@ -76,5 +80,6 @@ public struct HiveWorkerInfo: Sendable, Equatable, Codable {
         case queueDepth = "queue_depth"
         case lastHeartbeatSAgo = "last_heartbeat_s_ago"
         case stderrTail = "stderr_tail"
+        case device
     }
 }

@@ -73,6 +73,8 @@ public struct ClusterWorker: Sendable, Equatable, Codable {
     public var queenInFlight: Int
     /// Decode rate of the last requests (exponential average), when any finished.
     public var tokensPerSec: Double?
+    /// Where it runs: `cpu`, `cuda:N`.
+    public var device: String?
 
     public init(
         workerID: String, hive: String, model: String, url: String, state: HiveWorkerState, pid: Int32?, slotsTotal: Int, slotsBusy: Int,
@@ -99,6 +101,7 @@ public struct ClusterWorker: Sendable, Equatable, Codable {
         case queueDepth = "queue_depth"
         case queenInFlight = "queen_in_flight"
         case tokensPerSec = "tokens_per_sec"
+        case device
     }
 }
 

@@ -13,21 +13,27 @@ import SystemPackage
 /// process has ended — by itself, after `stop` is requested, or because the calling task was
 /// cancelled — and in both of the last cases it gets SIGTERM, then SIGKILL after `grace`.
 ///
-/// Its standard error (where rbee's programs log) is appended to `logFile` when one is given,
-/// and its last few kilobytes are kept for error reports; standard output is discarded.
+/// Its standard error (where rbee's programs log) is appended to `logFile` when one is given —
+/// past `logLimitBytes` the file is rotated to `<logFile>.1`, so a chatty child never fills the
+/// disk — and its last few kilobytes are kept for error reports; standard output is discarded.
 public struct ChildProcess: Sendable {
     public var executable: String
     public var arguments: [String]
     /// Changes to the inherited environment; a nil value removes the variable.
     public var environment: [String: String?]
     public var logFile: String?
+    public var logLimitBytes: Int
     public var grace: Duration
 
-    public init(executable: String, arguments: [String], environment: [String: String?] = [:], logFile: String? = nil, grace: Duration) {
+    public init(
+        executable: String, arguments: [String], environment: [String: String?] = [:], logFile: String? = nil, logLimitBytes: Int = 8 << 20,
+        grace: Duration
+    ) {
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
         self.logFile = logFile
+        self.logLimitBytes = logLimitBytes
         self.grace = grace
     }
 
@@ -52,8 +58,8 @@ public struct ChildProcess: Sendable {
         for (name, value) in environment {
             if let key = Environment.Key(rawValue: name) { changes[key] = value }
         }
-        let log = logFile.flatMap(Self.openLog)
-        defer { try? log?.close() }
+        var log = logFile.map { RotatingLog(path: $0, limit: logLimitBytes) }
+        defer { log?.close() }
         let grace = self.grace
         do {
             let result = try await Subprocess.run(
@@ -94,10 +100,39 @@ public struct ChildProcess: Sendable {
         }
     }
 
-    private static func openLog(_ path: String) -> FileHandle? {
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else { return nil }
-        handle.seekToEndOfFile()
-        return handle
+    /// A log file appended to, rotated to `<path>.1` once it holds `limit` bytes.
+    struct RotatingLog {
+        let path: String
+        let limit: Int
+        private var handle: FileHandle?
+        private var size: Int
+
+        init(path: String, limit: Int) {
+            self.path = path
+            self.limit = limit
+            size = ((try? FileManager.default.attributesOfItem(atPath: path)[.size]) as? Int) ?? 0
+            handle = Self.open(path)
+        }
+
+        static func open(_ path: String) -> FileHandle? {
+            if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+            guard let handle = FileHandle(forWritingAtPath: path) else { return nil }
+            handle.seekToEndOfFile()
+            return handle
+        }
+
+        mutating func write(_ bytes: Data) {
+            if size + bytes.count > limit, size > 0 {
+                try? handle?.close()
+                try? FileManager.default.removeItem(atPath: path + ".1")
+                try? FileManager.default.moveItem(atPath: path, toPath: path + ".1")
+                handle = Self.open(path)
+                size = 0
+            }
+            handle?.write(bytes)
+            size += bytes.count
+        }
+
+        func close() { try? handle?.close() }
     }
 }

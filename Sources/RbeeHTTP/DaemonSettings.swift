@@ -44,7 +44,7 @@ public struct DaemonSettings: Sendable {
 
     /// A duration in seconds (fractions allowed), from the option or its variable.
     public mutating func seconds(
-        _ flag: Double?, option: String, variable: String, range: ClosedRange<Double> = 0.01...86_400 * 7
+        _ flag: Double?, option: String, variable: String, range: ClosedRange<Double> = 0.001...86_400 * 7
     ) -> Duration? {
         func checked(_ value: Double, _ name: String) -> Duration? {
             guard value.isFinite, range.contains(value) else {

@@ -36,8 +36,37 @@ struct HiveRoutes: Sendable {
         router.get("/v1/workers") { _, _ in Response.json(WorkerList(workers: supervisor.list())) }
         router.delete("/v1/workers/{id}") { _, context in
             let id = context.parameters.get("id") ?? ""
-            guard await supervisor.stop(id, reason: "DELETE /v1/workers/\(id)") else {
+            // The stop goes on in the background; the list shows how it ended.
+            guard let info = supervisor.requestStop(id, reason: "DELETE /v1/workers/\(id)") else {
                 throw RbeeError(.workerNotFound, "no worker \(id) in this hive", details: ["worker_id": .string(id)])
+            }
+            return Response.json(info, status: .accepted)
+        }
+        router.get("/v1/workers/{id}/progress") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let events = supervisor.loadingProgress(id) else {
+                throw RbeeError(.workerNotFound, "no worker \(id) in this hive", details: ["worker_id": .string(id)])
+            }
+            return EventStreamResponse.make(request: request, context: context, keepAlive: configuration.keepAliveInterval, frames: ProgressFrames(events))
+        }
+        router.get("/v1/workers/{id}/logs") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            let bytes = request.uri.queryParameters["tail"].flatMap { Int($0) }.map { max(0, min($0, 16 << 20)) } ?? 65536
+            guard let text = supervisor.log(id, bytes: bytes) else {
+                throw RbeeError(.workerNotFound, "no log of a worker \(id) in this hive", details: ["worker_id": .string(id)])
+            }
+            return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+        }
+        router.post("/v1/workers/listening") { request, context in
+            var request = request
+            let report = try await request.decodeBody(as: WorkerListening.self, context: context)
+            guard report.apiVersion == RbeeVersion.apiVersion else {
+                throw RbeeError(
+                    .versionMismatch, "worker \(report.workerID) speaks API version \(report.apiVersion); this hive speaks \(RbeeVersion.apiVersion)",
+                    details: ["worker_api_version": .number(Double(report.apiVersion)), "hive_api_version": .number(Double(RbeeVersion.apiVersion))])
+            }
+            guard supervisor.listening(report) else {
+                throw RbeeError(.workerNotFound, "no worker \(report.workerID) in this hive", details: ["worker_id": .string(report.workerID)])
             }
             return Response(status: .noContent)
         }

@@ -27,7 +27,8 @@ public final class HiveService: Sendable {
             catalog: catalog, settings: configuration.downloads, extraModelDirectories: configuration.extraModelDirectories,
             logger: logger, background: background, onBytes: { metrics.recordBytes($0) })
         self.supervisor = WorkerSupervisor(
-            settings: configuration.supervision, provisioner: provisioner, token: configuration.token, logger: logger)
+            settings: configuration.supervision, provisioner: provisioner, token: configuration.token,
+            logDirectory: configuration.home + "/logs/workers", logger: logger)
     }
 
     /// The port the server listens on, once it does.

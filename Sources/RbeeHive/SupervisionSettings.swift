@@ -4,7 +4,6 @@ import Foundation
 public struct SupervisionSettings: Sendable {
     /// `llm-worker-rbee`; nil: the one installed next to the running executable (`ProgramDirectory`).
     public var workerBinary: String?
-    public var ports: ClosedRange<Int> = 7900...7999
     /// Interval the hive asks workers to send heartbeats at; 3 missed ones stop the worker.
     public var heartbeatInterval: Duration = .seconds(15)
     public var healthProbeInterval: Duration = .seconds(10)
@@ -13,6 +12,10 @@ public struct SupervisionSettings: Sendable {
     public var idleTimeout: Duration = .seconds(300)
     /// SIGTERM first; SIGKILL after this.
     public var stopGrace: Duration = .seconds(10)
+    /// An ended worker stays listed this long (how it ended is visible), then is forgotten.
+    public var endedRetention: Duration = .seconds(60)
+    /// Each worker's log file is rotated past this size (one older file is kept).
+    public var logLimitBytes = 8 << 20
     /// Memory a worker needs, as a multiple of its model file's size.
     public var memoryHeadroom = 1.2
     /// Memory this hive may count on at most, whatever the machine has free (a small machine, or
@@ -25,6 +28,7 @@ public struct SupervisionSettings: Sendable {
 
     var timers: WorkerLifecycle.Timers {
         WorkerLifecycle.Timers(
-            heartbeatInterval: heartbeatInterval, healthProbeInterval: healthProbeInterval, loadingTimeout: loadingTimeout, idleTimeout: idleTimeout)
+            heartbeatInterval: heartbeatInterval, healthProbeInterval: healthProbeInterval, loadingTimeout: loadingTimeout, idleTimeout: idleTimeout,
+            endedRetention: endedRetention)
     }
 }

@@ -8,7 +8,9 @@ import RbeeAPI
 /// starting (its model downloading) → loading → ready ⇄ busy → stopping → stopped | failed.
 /// A worker that exits without being asked to has crashed; one silent for 3 heartbeat intervals,
 /// failing 3 health probes in a row, still loading after the loading timeout, or idle (no request
-/// accepted and none running) for the idle timeout is stopped.
+/// accepted and none running) for the idle timeout is stopped. An ended worker stays listed for
+/// `endedRetention` (so whoever stopped it, or waits for it, sees how it ended), unless it is to
+/// be forgotten at once.
 struct WorkerLifecycle: Sendable {
     typealias Instant = ContinuousClock.Instant
 
@@ -49,12 +51,14 @@ struct WorkerLifecycle: Sendable {
         var healthProbeInterval: Duration = .seconds(10)
         var loadingTimeout: Duration = .seconds(600)
         var idleTimeout: Duration = .seconds(300)
+        var endedRetention: Duration = .seconds(60)
     }
 
     let workerID: String
     let modelID: String
-    let port: Int
-    let url: String
+    let device: String
+    /// Where it listens; known once it says so (it binds a port the system picks).
+    private(set) var url = ""
     let timers: Timers
     private(set) var phase: Phase = .starting
     private(set) var pid: Int32?
@@ -67,6 +71,7 @@ struct WorkerLifecycle: Sendable {
     private(set) var stderrTail: String?
     private(set) var lastHeartbeat: Instant?
     private var startedAt: Instant
+    private var endedAt: Instant?
     private var lastActivity: Instant
     private var lastProbe: Instant
     private var jobsAccepted = 0
@@ -78,11 +83,10 @@ struct WorkerLifecycle: Sendable {
     /// Why the worker is being stopped when that is a failure (loading timeout, failed load).
     private var stopFailure: RbeeError?
 
-    init(workerID: String, modelID: String, port: Int, url: String, progressURL: String, timers: Timers, now: Instant) {
+    init(workerID: String, modelID: String, device: String = "cpu", progressURL: String, timers: Timers, now: Instant) {
         self.workerID = workerID
         self.modelID = modelID
-        self.port = port
-        self.url = url
+        self.device = device
         self.progressURL = progressURL
         self.timers = timers
         startedAt = now
@@ -107,8 +111,9 @@ struct WorkerLifecycle: Sendable {
     }
 
     /// Its model could not be fetched (or the spawn was abandoned).
-    mutating func modelFailed(_ error: RbeeError) {
+    mutating func modelFailed(_ error: RbeeError, now: Instant) {
         guard phase == .starting else { return }
+        endedAt = now
         phase = .failed(error)
     }
 
@@ -122,8 +127,14 @@ struct WorkerLifecycle: Sendable {
         if phase == .starting { phase = .loading }
     }
 
-    mutating func launchFailed(_ error: RbeeError) {
+    /// `POST /v1/workers/listening`: the worker's URL.
+    mutating func listening(url: String) {
+        self.url = url
+    }
+
+    mutating func launchFailed(_ error: RbeeError, now: Instant) {
         running = false
+        endedAt = now
         phase = .failed(error)
     }
 
@@ -184,20 +195,25 @@ struct WorkerLifecycle: Sendable {
             }
             return []
         case .stopped, .failed:
-            return forgetOnExit && !running ? [.forget] : []
+            guard !running else { return [] }
+            return forgetOnExit || now - (endedAt ?? now) > timers.endedRetention ? [.forget] : []
         default:
             return []
         }
     }
 
-    /// The hive (a `DELETE`, its shutdown) asks the worker to stop.
-    mutating func stopRequested(reason: String, forget: Bool) -> [Action] {
-        stop(reason: reason, forget: forget)
+    /// The hive (a `DELETE`, its shutdown) asks the worker to stop. `failure`: what a worker that
+    /// never started ends with (`CANCELLED` when the hive shuts down under a spawn).
+    mutating func stopRequested(reason: String, forget: Bool, failure: RbeeError? = nil, now: Instant) -> [Action] {
+        if phase == .starting, !running, let failure { stopFailure = failure }
+        if phase == .starting, !running { endedAt = now }
+        return stop(reason: reason, forget: forget)
     }
 
     /// The process ended: as asked, or it crashed.
-    mutating func exited(status: String, stderrTail: String?) -> [Action] {
+    mutating func exited(status: String, stderrTail: String?, now: Instant) -> [Action] {
         running = false
+        endedAt = now
         exit = status
         self.stderrTail = stderrTail
         switch phase {
@@ -250,6 +266,6 @@ struct WorkerLifecycle: Sendable {
         return HiveWorkerInfo(
             workerID: workerID, modelID: modelID, url: url, progressURL: progressURL, pid: pid, state: state, slotsTotal: slotsTotal,
             slotsBusy: slotsBusy, queueDepth: queueDepth, lastHeartbeatSAgo: lastHeartbeat.map { (now - $0).milliseconds / 1000 }, restarts: 0,
-            exit: exit, error: error, stderrTail: stderrTail)
+            exit: exit, error: error, stderrTail: stderrTail, device: device)
     }
 }

@@ -3,22 +3,23 @@ import Foundation
 import Logging
 import NIOCore
 import RbeeAPI
+import RbeeGGUF
 import RbeeHTTP
 import ServiceLifecycle
 import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Starts `llm-worker-rbee` processes and watches them. What happens to a worker is its
 /// `WorkerLifecycle`'s decision; this service carries the decisions out.
 ///
 /// Each worker runs — from its spawn, through waiting for its model, to the exit of its process —
-/// as a child task of this service's task group, so none outlives the hive. Its exit is noticed at
-/// once (with its status and the tail of its stderr). Probes of different workers run
-/// concurrently, and a stop only asks a worker's process to end (SIGTERM, then SIGKILL after the
-/// grace period): one wedged worker never holds up the supervision of the others.
+/// as a child task of this service's task group, so none outlives the hive. A worker binds a port
+/// the system picks and says which (`POST /v1/workers/listening`), so no two workers on a host
+/// collide, whichever hive started them. Its exit is noticed at once (with its status and the tail
+/// of its log). Its loading progress is relayed by the hive (`GET /v1/workers/{id}/progress`), so
+/// a worker that dies while loading still ends every subscriber with an error. Probes of
+/// different workers run concurrently, and a stop only asks a worker's process to end (SIGTERM,
+/// then SIGKILL after the grace period): one wedged worker never holds up the others. Each
+/// worker's log goes to a file under the hive's home, rotated and size-capped.
 public final class WorkerSupervisor: Service, Sendable {
     private struct Record: Sendable {
         var lifecycle: WorkerLifecycle
@@ -26,8 +27,12 @@ public final class WorkerSupervisor: Service, Sendable {
         let stop = ShutdownSwitch()
         /// Requested once the worker's task has ended.
         let ended = ShutdownSwitch()
-        /// The first launch's outcome, which a spawn of a cached model answers with.
-        let launched = ProgressBroadcast<Result<Void, RbeeError>>(isTerminal: { _ in true })
+        /// The first launch's outcome (the process listens, or could not start), which a spawn of a
+        /// cached model answers with.
+        let listening = ProgressBroadcast<Result<Void, RbeeError>>(isTerminal: { _ in true })
+        /// The worker's loading progress, relayed; it ends with an error if the worker dies first.
+        let loading: ProgressBroadcast<LoadingProgress>
+        let logFile: String
     }
 
     /// A worker's task: wait for its model if needed, then run its process.
@@ -39,7 +44,6 @@ public final class WorkerSupervisor: Service, Sendable {
         let workerID: String
         let model: Model
         let request: WorkerSpawnRequest
-        let device: String
         /// The spawn request's log (its correlation id), for the worker's start and end.
         let logger: Logger
     }
@@ -61,15 +65,21 @@ public final class WorkerSupervisor: Service, Sendable {
     private let token: APIToken?
     private let logger: Logger
     private let client: HTTPClient
-    /// The URL workers call back on (ready, heartbeats); set once the server listens.
+    /// Where workers' logs go.
+    let logDirectory: String
+    /// The URL workers call back on (listening, ready, heartbeats); set once the server listens.
     private let hiveURL = Mutex<String?>(nil)
     private let work: AsyncStream<Work>
     private let workContinuation: AsyncStream<Work>.Continuation
 
-    init(settings: SupervisionSettings, provisioner: ModelProvisioner, token: APIToken?, logger: Logger, client: HTTPClient = .rbee) {
+    init(
+        settings: SupervisionSettings, provisioner: ModelProvisioner, token: APIToken?, logDirectory: String, logger: Logger,
+        client: HTTPClient = .rbee
+    ) {
         self.settings = settings
         self.provisioner = provisioner
         self.token = token
+        self.logDirectory = logDirectory
         self.logger = logger
         self.client = client
         (work, workContinuation) = AsyncStream.makeStream()
@@ -80,6 +90,20 @@ public final class WorkerSupervisor: Service, Sendable {
     public func list() -> [HiveWorkerInfo] {
         let now = ContinuousClock.now
         return state.withLock { state in state.records.values.map { $0.lifecycle.info(now: now) } }.sorted { $0.workerID < $1.workerID }
+    }
+
+    /// A worker's loading progress, from its latest state; nil for an unknown worker.
+    func loadingProgress(_ workerID: String) -> AsyncStream<LoadingProgress>? {
+        state.withLock { $0.records[workerID]?.loading }?.subscribe()
+    }
+
+    /// The end of a worker's log (the rotated part first), at most `bytes`; nil for an unknown worker.
+    func log(_ workerID: String, bytes: Int) -> String? {
+        let path = state.withLock { $0.records[workerID]?.logFile } ?? logDirectory + "/" + workerID + ".log"
+        guard Validation.isValidID(workerID), FileManager.default.fileExists(atPath: path) else { return nil }
+        let current = FileManager.default.contents(atPath: path) ?? Data()
+        let rotated = current.count < bytes ? FileManager.default.contents(atPath: path + ".1") ?? Data() : Data()
+        return String(decoding: (rotated + current).suffix(bytes), as: UTF8.self)
     }
 
     // MARK: The service
@@ -99,9 +123,11 @@ public final class WorkerSupervisor: Service, Sendable {
         }
     }
 
+    /// Ticks often enough that a probe is never late by more than half its interval.
     private func watch() async {
+        let period = min(.seconds(1), settings.healthProbeInterval / 2)
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
+            try? await Task.sleep(for: period)
             let now = ContinuousClock.now
             let decisions = state.withLock { state in
                 Array(state.records.keys).compactMap { id -> (String, [WorkerLifecycle.Action])? in
@@ -115,9 +141,12 @@ public final class WorkerSupervisor: Service, Sendable {
         }
     }
 
+    /// A health probe, bounded by the probe interval: three missed in a row stop a frozen worker
+    /// within three intervals.
     private func probe(_ workerID: String, url: String) async {
         var healthy = false
-        if let response = try? await client.execute(HTTPClientRequest(url: url + "/health"), timeout: .seconds(3)) {
+        let timeout = min(settings.healthProbeInterval, .seconds(3))
+        if let response = try? await client.execute(HTTPClientRequest(url: url + "/health"), timeout: .milliseconds(Int64(timeout.milliseconds))) {
             _ = try? await response.body.collect(upTo: 64 * 1024)
             healthy = response.status.code == 200
         }
@@ -127,9 +156,9 @@ public final class WorkerSupervisor: Service, Sendable {
     // MARK: Spawning
 
     /// `POST /v1/workers/spawn`: a worker of the model (a serving one when `reuse`), answered once
-    /// its process runs, or at once while its model still downloads.
+    /// its process listens, or at once while its model still downloads.
     public func spawn(_ request: WorkerSpawnRequest, logger: Logger? = nil) async throws(RbeeError) -> HiveWorkerInfo {
-        let logger = (logger ?? self.logger)
+        let logger = logger ?? self.logger
         let device = try await Self.device(for: request)
         let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef), logger: logger)
         if request.reuse ?? true, let existing = state.withLock({ state in
@@ -141,16 +170,28 @@ public final class WorkerSupervisor: Service, Sendable {
             try checkMemory(modelID: started.modelID, modelPath: modelPath)
         }
         let workerID = "worker-" + String(UUID().uuidString.lowercased().prefix(8))
-        let downloadProgress = (hiveURL.withLock { $0 } ?? "") + "/v1/models/download/progress?id=" + (started.downloadID ?? "")
+        let base = hiveURL.withLock { $0 } ?? ""
         let model: Job.Model =
             if started.status == .cached, let path = started.localPath { .path(path) } else { .download(id: started.downloadID ?? "") }
-        let record = try reserve(workerID, modelID: started.modelID, progressURL: started.status == .cached ? nil : downloadProgress)
+        let layers = started.localPath.flatMap { try? GGUFFile(path: $0).blockCount } ?? 0
+        let progressURL: String =
+            if case .download(let id) = model { base + "/v1/models/download/progress?id=" + id } else { base + "/v1/workers/\(workerID)/progress" }
+        let record = Record(
+            lifecycle: WorkerLifecycle(
+                workerID: workerID, modelID: started.modelID, device: device, progressURL: progressURL, timers: settings.timers, now: .now),
+            loading: ProgressBroadcast(initial: .loading(layersLoaded: 0, layersTotal: layers, vramMB: 0, ramMB: 0), isTerminal: { $0.isTerminal }),
+            logFile: logDirectory + "/" + workerID + ".log")
+        let admitted = state.withLock { state -> Bool in
+            guard !state.closing else { return false }
+            state.records[workerID] = record
+            return true
+        }
+        guard admitted else { throw RbeeError(.unavailable, "the hive is shutting down", retryAfter: 1) }
         var workerLogger = logger
         workerLogger[metadataKey: "worker_id"] = .string(workerID)
-        workContinuation.yield(.worker(Job(workerID: workerID, model: model, request: request, device: device, logger: workerLogger)))
+        workContinuation.yield(.worker(Job(workerID: workerID, model: model, request: request, logger: workerLogger)))
         guard case .path = model else { return record.lifecycle.info(now: .now) }
-        // A cached model: answer once the process runs (or could not start).
-        for await outcome in record.launched.subscribe() { try outcome.get() }
+        for await outcome in record.listening.subscribe() { try outcome.get() }
         return state.withLock { $0.records[workerID]?.lifecycle.info(now: .now) } ?? record.lifecycle.info(now: .now)
     }
 
@@ -185,47 +226,15 @@ public final class WorkerSupervisor: Service, Sendable {
         }
     }
 
-    /// A record with a port of the range no worker holds and that can be bound now. The bind test
-    /// runs outside the lock; the record is created only if no other spawn took the port meanwhile.
-    private func reserve(_ workerID: String, modelID: String, progressURL: String?) throws(RbeeError) -> Record {
-        let taken = state.withLock { state in Set(state.records.values.map(\.lifecycle.port)) }
-        for port in settings.ports where !taken.contains(port) && Self.isFree(port: port) {
-            let url = "http://127.0.0.1:\(port)"
-            let record = Record(
-                lifecycle: WorkerLifecycle(
-                    workerID: workerID, modelID: modelID, port: port, url: url, progressURL: progressURL ?? url + "/v1/loading/progress",
-                    timers: settings.timers, now: .now))
-            let outcome: Result<Bool, RbeeError> = state.withLock { state in
-                guard !state.closing else { return .failure(RbeeError(.unavailable, "the hive is shutting down", retryAfter: 1)) }
-                guard !state.records.values.contains(where: { $0.lifecycle.port == port }) else { return .success(false) }
-                state.records[workerID] = record
-                return .success(true)
-            }
-            if try outcome.get() { return record }
-        }
-        throw RbeeError(.unavailable, "no free port in \(settings.ports)", retryAfter: 5)
-    }
-
-    static func isFree(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr = in_addr(s_addr: inet_addr("127.0.0.1"))
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-    }
-
     // MARK: A worker's task
 
     private func runWorker(_ job: Job) async {
         guard let record = state.withLock({ $0.records[job.workerID] }) else { return }
         defer {
-            // Whoever waits for the launch hears of it, however this ended.
-            record.launched.publish(.failure(RbeeError(.cancelled, "the worker ended before it started", details: ["worker_id": .string(job.workerID)])))
+            // Whoever waits for the launch or the load hears of it, however this ended.
+            let ended = RbeeError(.cancelled, "the worker ended before it started", details: ["worker_id": .string(job.workerID)])
+            record.listening.publish(.failure(ended))
+            record.loading.publish(.failed(ended))
             record.ended.request()
         }
         let modelPath: String
@@ -238,17 +247,14 @@ public final class WorkerSupervisor: Service, Sendable {
                 try checkMemory(modelID: record.lifecycle.modelID, modelPath: modelPath)
             } catch {
                 job.logger.error("worker could not start", metadata: ["error": "\(error)"])
-                update(job.workerID) { $0.modelFailed(error) }
-                record.launched.publish(.failure(error))
+                update(job.workerID) { $0.modelFailed(error, now: .now) }
                 return
             }
         }
         let closing = state.withLock { $0.closing }
         guard !closing, !Task.isCancelled, update(job.workerID, { $0.modelArrived(path: modelPath) })?.contains(.launch(modelPath: modelPath)) == true
         else {
-            let error = RbeeError(.cancelled, "the worker was stopped before it started", details: ["worker_id": .string(job.workerID)])
-            update(job.workerID) { $0.modelFailed(error) }
-            record.launched.publish(.failure(error))
+            update(job.workerID) { $0.modelFailed(RbeeError(.cancelled, "the worker was stopped before it started"), now: .now) }
             return
         }
         await launch(job, modelPath: modelPath, record: record)
@@ -274,57 +280,96 @@ public final class WorkerSupervisor: Service, Sendable {
         }
     }
 
+    /// Runs the worker's process to its end, relaying its loading progress meanwhile.
     private func launch(_ job: Job, modelPath: String, record: Record) async {
-        let port = record.lifecycle.port
-        let url = "http://127.0.0.1:\(port)"
         let binary: String
         do throws(RbeeError) {
             if let configured = settings.workerBinary { binary = configured } else { binary = try ProgramDirectory.program("llm-worker-rbee") }
         } catch {
-            update(job.workerID) { $0.launchFailed(error) }
-            record.launched.publish(.failure(error))
+            update(job.workerID) { $0.launchFailed(error, now: .now) }
+            record.listening.publish(.failure(error))
             return
         }
         var arguments = [
-            "--model", modelPath, "--port", "\(port)", "--worker-id", job.workerID,
+            "--model", modelPath, "--port", "0", "--worker-id", job.workerID,
             "--heartbeat-secs", "\(Double(settings.heartbeatInterval.milliseconds) / 1000)",
             "--loading-timeout-secs", "\(Double(settings.loadingTimeout.milliseconds) / 1000)",
         ]
         if let callback = hiveURL.withLock({ $0 }) { arguments += ["--hive-url", callback] }
         if let parallel = job.request.parallel { arguments += ["--parallel", "\(parallel)"] }
         if let ctx = job.request.ctxSize { arguments += ["--ctx-size", "\(ctx)"] }
-        if job.device.hasPrefix("cuda:") { arguments += ["--gpu-layers", "999"] }
+        if record.lifecycle.device.hasPrefix("cuda:") { arguments += ["--gpu-layers", "999"] }
+        try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         // The token goes through the environment, never argv.
         let process = ChildProcess(
-            executable: binary, arguments: arguments, environment: ["RBEE_API_TOKEN": token?.value], grace: settings.stopGrace)
-        do throws(RbeeError) {
-            let termination = try await process.run(stop: record.stop) { [self] pid in
-                update(job.workerID) { $0.launched(pid: pid, progressURL: url + "/v1/loading/progress", now: .now) }
-                job.logger.info("worker spawned", metadata: ["model_path": "\(modelPath)", "pid": "\(pid)", "url": "\(url)"])
-                record.launched.publish(.success(()))
-            }
-            let (actions, expected) =
-                state.withLock { state -> ([WorkerLifecycle.Action], Bool) in
-                    guard var lifecycle = state.records[job.workerID]?.lifecycle else { return ([], true) }
-                    let expected = if case .stopping = lifecycle.phase { true } else { false }
-                    let actions = lifecycle.exited(status: termination.status, stderrTail: termination.stderrTail)
-                    state.records[job.workerID]?.lifecycle = lifecycle
-                    return (actions, expected)
+            executable: binary, arguments: arguments, environment: ["RBEE_API_TOKEN": token?.value], logFile: record.logFile,
+            logLimitBytes: settings.logLimitBytes, grace: settings.stopGrace)
+        let base = hiveURL.withLock { $0 } ?? ""
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [self] in await relayLoading(job.workerID, record: record) }
+            do throws(RbeeError) {
+                let termination = try await process.run(stop: record.stop) { [self] pid in
+                    update(job.workerID) { $0.launched(pid: pid, progressURL: base + "/v1/workers/\(job.workerID)/progress", now: .now) }
+                    job.logger.info("worker started", metadata: ["model_path": "\(modelPath)", "pid": "\(pid)", "log": "\(record.logFile)"])
                 }
-            if expected {
-                job.logger.info("worker stopped", metadata: ["exit": "\(termination.status)"])
-            } else {
-                job.logger.error("worker crashed", metadata: ["exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])
+                let (actions, expected, failure) = state.withLock { state -> ([WorkerLifecycle.Action], Bool, RbeeError?) in
+                    guard var lifecycle = state.records[job.workerID]?.lifecycle else { return ([], true, nil) }
+                    let expected = if case .stopping = lifecycle.phase { true } else { false }
+                    let actions = lifecycle.exited(status: termination.status, stderrTail: termination.stderrTail, now: .now)
+                    state.records[job.workerID]?.lifecycle = lifecycle
+                    return (actions, expected, lifecycle.info(now: .now).error)
+                }
+                // Whoever waits for it to listen or load hears why it ended (a loading timeout, say).
+                let ended =
+                    failure
+                    ?? RbeeError(
+                        .workerCrashed, "the worker process ended (\(termination.status)) before it had loaded its model",
+                        details: ["worker_id": .string(job.workerID), "exit": .string(termination.status)])
+                record.listening.publish(.failure(ended))
+                record.loading.publish(.failed(ended))
+                if expected {
+                    job.logger.info("worker stopped", metadata: ["exit": "\(termination.status)"])
+                } else {
+                    job.logger.error("worker crashed", metadata: ["exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])
+                }
+                perform(actions, for: job.workerID)
+            } catch {
+                job.logger.error("worker could not start", metadata: ["error": "\(error)"])
+                update(job.workerID) { $0.launchFailed(error, now: .now) }
+                record.listening.publish(.failure(error))
             }
-            perform(actions, for: job.workerID)
-        } catch {
-            job.logger.error("worker could not start", metadata: ["error": "\(error)"])
-            update(job.workerID) { $0.launchFailed(error) }
-            record.launched.publish(.failure(error))
+            group.cancelAll()
+        }
+    }
+
+    /// Follows the worker's own loading progress, once it listens, into the record's broadcast.
+    private func relayLoading(_ workerID: String, record: Record) async {
+        for await outcome in record.listening.subscribe() {
+            guard case .success = outcome else { return }
+        }
+        guard let url = state.withLock({ $0.records[workerID]?.lifecycle.url }), !url.isEmpty else { return }
+        let client = RbeeClient(http: client, token: token?.value, unreachableCode: .workerCrashed)
+        // It listens before it has the model: a refused first connection is only retried.
+        while !Task.isCancelled, !record.loading.isFinished {
+            do {
+                for try await message in try await client.stream(.GET, url + "/v1/loading/progress", timeout: .seconds(5)).events(of: LoadingProgress.self) {
+                    if case .event(let progress) = message { record.loading.publish(progress) }
+                }
+            } catch {
+                try? await Task.sleep(for: .milliseconds(100))
+            }
         }
     }
 
     // MARK: Reports from workers
+
+    /// `POST /v1/workers/listening`. Unknown workers get false (404), so orphans give up.
+    func listening(_ report: WorkerListening) -> Bool {
+        guard let record = state.withLock({ $0.records[report.workerID] }) else { return false }
+        update(report.workerID) { $0.listening(url: report.url) }
+        record.listening.publish(.success(()))
+        return true
+    }
 
     /// `POST /v1/workers/ready`. Unknown workers get false (404), so orphans give up.
     func ready(_ report: WorkerReadyReport) -> Bool {
@@ -349,28 +394,41 @@ public final class WorkerSupervisor: Service, Sendable {
 
     // MARK: Stopping
 
-    /// Stops a worker (SIGTERM, then SIGKILL after the grace period) and returns once it has
-    /// ended; `forget` removes it from the list afterwards. False for an unknown worker.
-    public func stop(_ workerID: String, reason: String, forget: Bool = true) async -> Bool {
-        guard let record = state.withLock({ $0.records[workerID] }) else { return false }
-        let actions = update(workerID) { $0.stopRequested(reason: reason, forget: forget) } ?? []
+    /// Asks a worker to stop (SIGTERM, then SIGKILL after the grace period) and returns at once
+    /// with its state (`stopping`); it stays listed until `endedRetention` after its end, or
+    /// goes as soon as it ended with `forget`. Nil for an unknown worker.
+    @discardableResult
+    public func requestStop(_ workerID: String, reason: String, forget: Bool = false, failure: RbeeError? = nil) -> HiveWorkerInfo? {
+        guard let record = state.withLock({ $0.records[workerID] }) else { return nil }
+        let actions = update(workerID) { $0.stopRequested(reason: reason, forget: forget, failure: failure, now: .now) } ?? []
+        logger.info("stopping worker", metadata: ["worker_id": "\(workerID)", "reason": "\(reason)"])
         // Also ends a wait for the worker's model, which has no process to stop.
         record.stop.request()
-        perform(actions, for: workerID)
+        let info = state.withLock { $0.records[workerID]?.lifecycle.info(now: .now) }
+        perform(actions.filter { $0 != .stop(reason: reason) }, for: workerID)
+        return info
+    }
+
+    /// `requestStop`, then waits until the worker's task has ended.
+    public func stop(_ workerID: String, reason: String, forget: Bool = true, failure: RbeeError? = nil) async -> Bool {
+        guard let record = state.withLock({ $0.records[workerID] }) else { return false }
+        requestStop(workerID, reason: reason, forget: forget, failure: failure)
         await record.ended.wait()
         return true
     }
 
-    /// The hive shuts down: no worker starts from now on, and every one stops, in parallel.
+    /// The hive shuts down: no worker starts from now on, every one stops, in parallel, and a
+    /// spawn still waiting for its model ends `CANCELLED`.
     public func stopAll() async {
         let ids = state.withLock { state in
             state.closing = true
             return Array(state.records.keys)
         }
         guard !ids.isEmpty else { return }
+        let cancelled = RbeeError(.cancelled, "the hive shut down before the worker started")
         await withTaskGroup(of: Void.self) { group in
             for id in ids {
-                group.addTask { _ = await self.stop(id, reason: "hive shutdown", forget: false) }
+                group.addTask { _ = await self.stop(id, reason: "hive shutdown", forget: false, failure: cancelled) }
             }
             var stopped = 0
             for await _ in group {
@@ -400,7 +458,7 @@ public final class WorkerSupervisor: Service, Sendable {
                 logger.info("stopping worker", metadata: ["worker_id": "\(workerID)", "reason": "\(reason)"])
                 state.withLock { $0.records[workerID]?.stop }?.request()
             case .probe:
-                guard let url = state.withLock({ $0.records[workerID]?.lifecycle.url }) else { continue }
+                guard let url = state.withLock({ $0.records[workerID]?.lifecycle.url }), !url.isEmpty else { continue }
                 workContinuation.yield(.probe(workerID: workerID, url: url))
             case .forget:
                 state.withLock { _ = $0.records.removeValue(forKey: workerID) }

@@ -114,7 +114,9 @@ public final class Engine: Sendable {
             guard state.active[jobID] == nil, !state.pending.contains(where: { $0.id == jobID }) else {
                 return RbeeError(.jobExists, "job_id \(jobID) is already queued or running", details: ["job_id": .string(jobID)])
             }
-            guard state.pending.count < configuration.maxQueue else {
+            // `maxQueue` bounds the requests that wait for a slot: while a slot is free nothing waits.
+            let waiting = state.pending.count + state.active.count - configuration.parallel
+            guard waiting < configuration.maxQueue else {
                 return RbeeError(
                     .allSlotsBusy, "all \(configuration.parallel) slots are busy and \(state.pending.count) requests are queued",
                     details: ["slots_total": .number(Double(configuration.parallel)), "queue_depth": .number(Double(state.pending.count)),

@@ -12,7 +12,8 @@ public struct EngineConfiguration: Sendable {
     /// Most tokens one `llama_decode` call takes; long prompts are prefilled in chunks of this size.
     public var batchSize = 512
     public var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
-    /// Requests waiting for a slot beyond which `submit` answers `ALL_SLOTS_BUSY`.
+    /// Requests waiting for a slot beyond which `submit` answers `ALL_SLOTS_BUSY` (0: none wait,
+    /// a request is taken only while a slot is free).
     public var maxQueue = 64
     public var gpuLayers = 0
     /// Repacked CPU weights pick a different kernel by batch width, so a sequence's logits (and

@@ -80,3 +80,23 @@ struct PsCommand: AsyncParsableCommand {
         table.print()
     }
 }
+
+/// `rbee logs WORKER`: the end of a worker's log, wherever in the cluster it runs (or ran).
+struct LogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logs", abstract: "Print the end of a worker's log (see rbee ps for worker ids).",
+        discussion: "Example:\n  rbee logs worker-1a2b3c4d --tail 20000")
+    @OptionGroup var queen: QueenOptions
+    @Option(help: "Bytes from the end of the log.") var tail: Int = 65536
+    @Argument(help: "The worker's id.") var worker: String
+
+    func validate() throws {
+        if !Validation.isValidID(worker) { throw ValidationError("a worker id is [A-Za-z0-9._-]{1,64}") }
+        if !(0...(16 << 20)).contains(tail) { throw ValidationError("--tail must be 0…16777216") }
+    }
+
+    func run() async throws {
+        let text = try await queen.connection.text("/v1/workers/\(worker)/logs?tail=\(tail)")
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}

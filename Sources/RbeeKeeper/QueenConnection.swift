@@ -48,6 +48,15 @@ public struct QueenConnection: Sendable {
         }
     }
 
+    /// A text answer (a log).
+    func text(_ path: String) async throws(RbeeError) -> String {
+        do {
+            return String(decoding: try await client.call(.GET, url + path, timeout: .seconds(30)), as: UTF8.self)
+        } catch {
+            throw explained(error)
+        }
+    }
+
     func call(_ method: HTTPMethod, _ path: String, json: Data? = nil) async throws(RbeeError) {
         do {
             _ = try await client.call(method, url + path, json: json, timeout: .seconds(60))

@@ -21,7 +21,9 @@ public struct RbeeCommand: AsyncParsableCommand {
               rbee chat
               rbee ps
             """,
-        subcommands: [InferCommand.self, ChatCommand.self, ModelsCommand.self, HiveCommand.self, PsCommand.self, QueenCommand.self])
+        subcommands: [
+            InferCommand.self, ChatCommand.self, ModelsCommand.self, HiveCommand.self, PsCommand.self, LogsCommand.self, QueenCommand.self,
+        ])
 
     public init() {}
 

@@ -38,6 +38,11 @@ struct HiveClient: Sendable {
         _ = try await client(correlationID: correlationID).call(.DELETE, hiveURL + "/v1/workers/" + id, timeout: .seconds(30))
     }
 
+    /// The end of a worker's log, as text.
+    func workerLog(_ id: String, tail: Int, hiveURL: String, correlationID: String?) async throws(RbeeError) -> Data {
+        try await client(correlationID: correlationID).call(.GET, hiveURL + "/v1/workers/\(id)/logs?tail=\(tail)")
+    }
+
     func download(_ request: DownloadRequest, hiveURL: String, correlationID: String?) async throws(RbeeError) -> DownloadStarted {
         try await client(correlationID: correlationID).call(
             .POST, hiveURL + "/v1/models/download", json: try encode(request), timeout: .seconds(60), as: DownloadStarted.self)

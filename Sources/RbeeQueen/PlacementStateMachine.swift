@@ -246,10 +246,11 @@ struct PlacementStateMachine: Sendable {
 
     // MARK: Workers and hives
 
-    /// A leased worker finished loading.
-    mutating func workerReady(_ workerID: String, slotsTotal: Int? = nil, now: Instant) -> [Action] {
+    /// A leased worker finished loading; `url`: where it listens, when the hive said.
+    mutating func workerReady(_ workerID: String, url: String? = nil, slotsTotal: Int? = nil, now: Instant) -> [Action] {
         guard workers[workerID] != nil else { return [] }
         workers[workerID]?.state = .ready
+        if let url, !url.isEmpty { workers[workerID]?.url = url }
         if let slotsTotal, slotsTotal > 0 { workers[workerID]?.slotsTotal = slotsTotal }
         return drain(now: now)
     }

@@ -76,6 +76,18 @@ struct QueenRoutes: Sendable {
             scheduler.workerLost(id)
             return Response(status: .noContent)
         }
+        router.get("/v1/workers/{id}/logs") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            let tail = request.uri.queryParameters["tail"].flatMap { Int($0) } ?? 65536
+            // The worker's hive, or (for one that has ended) whichever hive still has its log.
+            let known = scheduler.worker(id).flatMap { registry.entry($0.hive) }.map { [$0] } ?? []
+            for hive in known + registry.online().filter({ entry in !known.contains { $0.record.name == entry.record.name } }) {
+                if let text = try? await hives.workerLog(id, tail: tail, hiveURL: hive.record.url, correlationID: context.correlationID) {
+                    return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(data: text)))
+                }
+            }
+            throw RbeeError(.workerNotFound, "no hive has a log of worker \(id)", details: ["worker_id": .string(id)])
+        }
         router.post("/v2/tasks") { request, context in try await task(request, context) }
         router.delete("/v2/tasks/{id}") { _, context in
             let id = context.parameters.get("id") ?? ""

@@ -103,7 +103,7 @@ final class Scheduler: Sendable {
 
     // MARK: Workers and hives
 
-    func workerReady(_ workerID: String) { perform { $0.workerReady(workerID, now: $1) } }
+    func workerReady(_ workerID: String, url: String) { perform { $0.workerReady(workerID, url: url, now: $1) } }
 
     func workerLost(_ workerID: String) {
         logger.warning("worker lost", metadata: ["worker_id": "\(workerID)"])

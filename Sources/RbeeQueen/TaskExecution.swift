@@ -61,16 +61,17 @@ struct TaskExecution: Sendable {
             var attempt = 1
             while true {
                 servedBy = lease.modelID
+                var workerURL = lease.url
                 if !lease.ready {
                     do {
-                        try await warmUp(lease)
-                        scheduler.workerReady(lease.workerID)
+                        workerURL = try await warmUp(lease)
+                        scheduler.workerReady(lease.workerID, url: workerURL)
                     } catch let error as RbeeError where !Task.isCancelled {
                         lease = try await placement.coldStartFailed(lease, error: error, logger: log)
                         continue
                     }
                 }
-                switch await relay(lease, jobID: attempt == 1 ? task.id : "\(task.id)-\(attempt)") {
+                switch await relay(lease, at: workerURL, jobID: attempt == 1 ? task.id : "\(task.id)-\(attempt)") {
                 case .finished(let stats):
                     placement.finished(lease, tokensPerSec: stats.tokensPerSec)
                     metrics.taskFinished(model: lease.modelID, hive: lease.hive, ttftMs: stats.ttftMs, tokens: stats.tokensOut, tokensPerSec: stats.tokensPerSec)
@@ -123,8 +124,9 @@ struct TaskExecution: Sendable {
 
     // MARK: Cold start
 
-    /// Follows a worker that is not ready yet: the hive's download, then the worker's loading.
-    private func warmUp(_ lease: Lease) async throws {
+    /// Follows a worker that is not ready yet: the hive's download, then the worker's loading (as
+    /// the hive relays it). Returns the URL the worker listens on, once it is ready.
+    private func warmUp(_ lease: Lease) async throws -> String {
         let client = RbeeClient(
             http: http, token: token, correlationID: task.correlationID, deadline: task.deadlineHeader, unreachableCode: .hiveUnreachable)
         var followedDownload = false
@@ -136,7 +138,7 @@ struct TaskExecution: Sendable {
             }
             switch info.state {
             case .ready:
-                return
+                return info.url
             case .failed, .stopped, .stopping:
                 var error = info.error ?? RbeeError(.workerCrashed, "the worker process ended (\(info.exit ?? "stopped"))")
                 error.details["hive"] = .string(lease.hive)
@@ -150,7 +152,7 @@ struct TaskExecution: Sendable {
                     try await Task.sleep(for: .milliseconds(100))
                 }
             case .loading:
-                if try await followLoading(lease, client: client) { return }
+                if try await followLoading(lease, client: client), !info.url.isEmpty { return info.url }
             }
         }
     }
@@ -171,12 +173,11 @@ struct TaskExecution: Sendable {
         }
     }
 
-    /// Relays the worker's loading progress; true once it is ready. The worker may not listen
-    /// yet right after its launch: then the hive's view, polled by the caller, decides.
+    /// Relays the worker's loading progress as its hive relays it (so a worker that dies while
+    /// loading ends it with `WORKER_CRASHED`); true once it is ready. A hive that cannot be read
+    /// leaves the decision to its worker list, polled by the caller.
     private func followLoading(_ lease: Lease, client: RbeeClient) async throws -> Bool {
-        var workerClient = client
-        workerClient.unreachableCode = .workerCrashed
-        guard let reader = try? await workerClient.stream(.GET, lease.url + "/v1/loading/progress", timeout: .seconds(5)) else {
+        guard let reader = try? await client.stream(.GET, lease.hiveURL + "/v1/workers/\(lease.workerID)/progress", timeout: .seconds(5)) else {
             try await Task.sleep(for: .milliseconds(100))
             return false
         }
@@ -207,7 +208,7 @@ struct TaskExecution: Sendable {
         case cancelled
     }
 
-    private func relay(_ lease: Lease, jobID: String) async -> RelayOutcome {
+    private func relay(_ lease: Lease, at workerURL: String, jobID: String) async -> RelayOutcome {
         var request = task.request
         request.jobID = jobID
         request.stream = true
@@ -215,7 +216,7 @@ struct TaskExecution: Sendable {
             http: http, token: token, correlationID: task.correlationID, deadline: task.deadlineHeader, unreachableCode: .workerCrashed)
         let reader: EventStreamReader
         do {
-            reader = try await client.stream(.POST, lease.url + "/v1/inference", json: try JSONEncoder().encode(request.json))
+            reader = try await client.stream(.POST, workerURL + "/v1/inference", json: try JSONEncoder().encode(request.json))
         } catch let error as RbeeError where !Task.isCancelled {
             switch error.code {
             case .workerCrashed: return .failed(error, replaceable: true, lost: true)
@@ -249,8 +250,8 @@ struct TaskExecution: Sendable {
             return first ?? .cancelled
         }
         switch outcome {
-        case .cancelled: cancelJob(jobID, on: lease)
-        case .failed(let error, _, _) where error.code == .streamStalled: cancelJob(jobID, on: lease)
+        case .cancelled: cancelJob(jobID, at: workerURL)
+        case .failed(let error, _, _) where error.code == .streamStalled: cancelJob(jobID, at: workerURL)
         default: break
         }
         return outcome
@@ -258,9 +259,9 @@ struct TaskExecution: Sendable {
 
     /// Asks the worker to cancel the job. It runs in the queen's background tasks: the relay that
     /// asks may itself be cancelled, and the worker's slot must be freed even when a client left.
-    private func cancelJob(_ jobID: String, on lease: Lease) {
+    private func cancelJob(_ jobID: String, at workerURL: String) {
         let client = RbeeClient(http: http, token: token, correlationID: task.correlationID, unreachableCode: .workerCrashed)
-        background.submit { _ = try? await client.call(.DELETE, lease.url + "/v1/inference/" + jobID, timeout: .seconds(5)) }
+        background.submit { _ = try? await client.call(.DELETE, workerURL + "/v1/inference/" + jobID, timeout: .seconds(5)) }
     }
 
     /// The reading side of a relay, a child task beside the stall watch.

@@ -16,7 +16,8 @@ struct HiveReporter: Service {
     let configuration: WorkerConfiguration
     let engine: Engine
     let shutdown: ShutdownSwitch
-    let advertisedURL: @Sendable () -> String
+    /// The URL the hive should give out, once the server listens.
+    let advertisedURL: @Sendable () async -> String
     let logger: Logger
 
     func run() async throws {
@@ -28,10 +29,16 @@ struct HiveReporter: Service {
     }
 
     private func report() async throws {
+        let url = await advertisedURL()
+        do {
+            try await post("/v1/workers/listening", WorkerListening(workerID: configuration.workerID, url: url, pid: getpid()))
+        } catch {
+            logger.warning("could not tell the hive where this worker listens", metadata: ["hive": "\(hiveURL)", "error": "\(error)"])
+        }
         for await progress in engine.loading.subscribe() where progress.isTerminal {
             let snapshot = engine.snapshot()
             let report = WorkerReadyReport(
-                workerID: configuration.workerID, url: advertisedURL(), model: configuration.engine.modelName,
+                workerID: configuration.workerID, url: url, model: configuration.engine.modelName,
                 state: snapshot.state == .error ? .error : .ready, pid: getpid(), slotsTotal: snapshot.slotsTotal,
                 error: snapshot.error)
             do {

@@ -59,7 +59,10 @@ public final class WorkerService: Sendable {
         if let hiveURL = configuration.hiveURL {
             let reporter = HiveReporter(
                 hiveURL: hiveURL, configuration: configuration, engine: engine, shutdown: shutdownSwitch,
-                advertisedURL: { [self] in url }, logger: logger)
+                advertisedURL: { [self] in
+                    let port = await port()
+                    return configuration.advertisedURL ?? "http://\(configuration.host):\(port)"
+                }, logger: logger)
             // Its return (hive lost) only asks for a drain; the drain service ends the group.
             services.append(.init(service: reporter, successTerminationBehavior: .ignore))
         }

@@ -46,4 +46,117 @@ import Glibc
         try await hive.stop()
         #expect(ContinuousClock.now - stopping < .seconds(5))
     }
+
+    func spawn(_ hive: RunningHive, _ reference: String = "file:" + modelPath, reuse: Bool = false) async throws -> HiveWorkerInfo {
+        let (response, body) = try await post(
+            hive.baseURL + "/v1/workers/spawn", json: #"{"model_ref":"\#(reference)","parallel":1,"ctx_size":256,"reuse":\#(reuse)}"#)
+        try #require(response.status == .accepted, "\(String(decoding: body, as: UTF8.self))")
+        return try decode(HiveWorkerInfo.self, body)
+    }
+
+    func state(_ hive: RunningHive, _ id: String) -> HiveWorkerInfo? { hive.service.supervisor.list().first { $0.workerID == id } }
+
+    /// The data payloads of an SSE response, to its end.
+    func events(_ url: String) async throws -> [String] {
+        let response = try await http.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+        var parser = SSEParser()
+        var data: [String] = []
+        for try await chunk in response.body {
+            for case .data(let payload) in parser.feed(chunk.readableBytesView) { data.append(payload) }
+        }
+        return data
+    }
+
+    @Test func aWorkerThatDiesWhileLoadingEndsItsProgressWithAnError() async throws {
+        let hive = try await SupervisionTests.startHive()
+        let worker = try await spawn(hive)
+        let pid = try #require(worker.pid)
+        kill(pid, SIGSTOP)  // frozen mid-load
+        async let progress = events(worker.progressURL)
+        try await Task.sleep(for: .milliseconds(300))
+        kill(pid, SIGKILL)
+        let seen = try await progress
+        #expect(seen.last == "[DONE]")
+        let last = try decode(LoadingProgress.self, Data(try #require(seen.dropLast().last).utf8))
+        guard case .failed(let error) = last else {
+            Issue.record("expected an error stage, got \(seen)")
+            return
+        }
+        #expect(error.code == .workerCrashed && error.message.contains("signal 9"))
+        // A late subscriber gets the same end at once.
+        #expect(try await events(worker.progressURL).suffix(2).first?.contains("WORKER_CRASHED") == true)
+        try await hive.stop()
+    }
+
+    @Test func aDeleteAnswersAtOnceAndTheListShowsTheEnd() async throws {
+        let hive = try await SupervisionTests.startHive { $0.stopGrace = .seconds(2) }
+        let worker = try await spawn(hive)
+        try await waitUntil(.seconds(20)) { state(hive, worker.workerID)?.state == .ready }
+        let pid = try #require(worker.pid)
+        kill(pid, SIGSTOP)  // it will not hear SIGTERM: the stop takes the whole grace period
+        let asked = ContinuousClock.now
+        var request = HTTPClientRequest(url: hive.baseURL + "/v1/workers/" + worker.workerID)
+        request.method = .DELETE
+        let response = try await http.execute(request, timeout: .seconds(10))
+        let body = Data(buffer: try await response.body.collect(upTo: 1 << 20))
+        #expect(response.status == .accepted && ContinuousClock.now - asked < .milliseconds(500))
+        #expect(try decode(HiveWorkerInfo.self, body).state == .stopping)
+        try await waitUntil(.seconds(10)) { state(hive, worker.workerID)?.state == .stopped }
+        #expect(state(hive, worker.workerID)?.exit == "signal 9", "SIGKILL after the grace period")
+        try await hive.stop()
+    }
+
+    @Test func twoHivesOnOneHostStartWorkersAtOnceWithoutAPortCollision() async throws {
+        let a = try await SupervisionTests.startHive()
+        let b = try await SupervisionTests.startHive()
+        async let first = spawn(a)
+        async let second = spawn(b)
+        let (one, two) = try await (first, second)
+        #expect(one.url != two.url)
+        try await waitUntil(.seconds(30)) { state(a, one.workerID)?.state == .ready && state(b, two.workerID)?.state == .ready }
+        try await a.stop()
+        try await b.stop()
+    }
+
+    @Test func aFrozenWorkerIsFoundByProbesWithinThreeIntervals() async throws {
+        let hive = try await SupervisionTests.startHive {
+            $0.heartbeatInterval = .seconds(30)  // heartbeats would take 90 s to notice
+            $0.healthProbeInterval = .milliseconds(500)
+            $0.stopGrace = .milliseconds(200)
+        }
+        let worker = try await spawn(hive)
+        try await waitUntil(.seconds(20)) { state(hive, worker.workerID)?.state == .ready }
+        kill(try #require(worker.pid), SIGSTOP)
+        let frozenAt = ContinuousClock.now
+        try await waitUntil(.seconds(10)) { [.stopping, .stopped, nil].contains(state(hive, worker.workerID)?.state) }
+        #expect(ContinuousClock.now - frozenAt < .milliseconds(2500), "found after \(ContinuousClock.now - frozenAt)")
+        try await hive.stop()
+    }
+
+    @Test func aSpawnUnderWayWhenTheHiveStopsEndsCancelledAndStartsNothing() async throws {
+        let server = try await ModelServer.start()
+        server.set(.init(chunkDelay: .milliseconds(200)))
+        let hive = try await SupervisionTests.startHive(server: server)
+        let worker = try await spawn(hive, modelRef)
+        #expect(worker.state == .starting)
+        try await Task.sleep(for: .milliseconds(300))
+        try await hive.stop()
+        let ended = try #require(state(hive, worker.workerID))
+        #expect(ended.state == .failed && ended.error?.code == .cancelled, "\(ended)")
+        #expect(ended.pid == nil, "no worker process was started")
+        await server.stop()
+    }
+
+    @Test func eachWorkersLogIsKeptInAFileTheHiveServes() async throws {
+        let hive = try await SupervisionTests.startHive()
+        let worker = try await spawn(hive)
+        try await waitUntil(.seconds(20)) { state(hive, worker.workerID)?.state == .ready }
+        let (response, body) = try await get(hive.baseURL + "/v1/workers/\(worker.workerID)/logs")
+        #expect(response.status == .ok)
+        #expect(String(decoding: body, as: UTF8.self).contains("model ready"), "\(String(decoding: body, as: UTF8.self))")
+        #expect(FileManager.default.fileExists(atPath: hive.home + "/logs/workers/\(worker.workerID).log"))
+        let (missing, _) = try await get(hive.baseURL + "/v1/workers/worker-none/logs")
+        #expect(missing.status == .notFound)
+        try await hive.stop()
+    }
 }

@@ -8,11 +8,11 @@ import Testing
 @Suite struct WorkerLifecycleTests {
     var now = ContinuousClock.now
     let timers = WorkerLifecycle.Timers(
-        heartbeatInterval: .seconds(1), healthProbeInterval: .seconds(2), loadingTimeout: .seconds(60), idleTimeout: .seconds(30))
+        heartbeatInterval: .seconds(1), healthProbeInterval: .seconds(2), loadingTimeout: .seconds(60), idleTimeout: .seconds(30),
+        endedRetention: .seconds(60))
 
     func worker() -> WorkerLifecycle {
-        WorkerLifecycle(
-            workerID: "w1", modelID: "m", port: 7900, url: "http://127.0.0.1:7900", progressURL: "/download", timers: timers, now: now)
+        WorkerLifecycle(workerID: "w1", modelID: "m", progressURL: "/download", timers: timers, now: now)
     }
 
     /// A worker that has loaded and reported ready.
@@ -30,8 +30,11 @@ import Testing
         var worker = worker()
         #expect(worker.phase == .starting && worker.info(now: now).state == .starting)
         _ = worker.modelArrived(path: "/m.gguf")
-        worker.launched(pid: 42, progressURL: "http://127.0.0.1:7900/v1/loading/progress", now: now)
+        worker.launched(pid: 42, progressURL: "http://127.0.0.1:7835/v1/workers/w1/progress", now: now)
         #expect(worker.phase == .loading && worker.info(now: now).pid == 42)
+        #expect(worker.url.isEmpty, "the port is the worker's to pick")
+        worker.listening(url: "http://127.0.0.1:41234")
+        #expect(worker.info(now: now).url == "http://127.0.0.1:41234")
         _ = worker.reportedReady(slotsTotal: 2, failure: nil, now: now)
         #expect(worker.phase == .ready)
         let accepted = worker.heartbeat(slotsTotal: 2, slotsBusy: 2, queueDepth: 3, jobsAccepted: 5, now: now)
@@ -45,13 +48,19 @@ import Testing
 
     @Test mutating func anUnaskedExitIsACrashWithItsStatus() {
         var worker = readyWorker()
-        let afterCrash = worker.exited(status: "signal 9", stderrTail: "boom")
-        #expect(afterCrash.isEmpty, "a crashed worker stays listed")
+        let afterCrash = worker.exited(status: "signal 9", stderrTail: "boom", now: now)
+        #expect(afterCrash.isEmpty, "a crashed worker stays listed for a while")
         #expect(worker.info(now: now).state == .failed)
         #expect(worker.info(now: now).error?.code == .workerCrashed)
         #expect(worker.info(now: now).exit == "signal 9" && worker.info(now: now).stderrTail == "boom")
         let acceptedAfterCrash = worker.heartbeat(slotsTotal: 2, slotsBusy: 0, queueDepth: 0, jobsAccepted: 6, now: now)
         #expect(!acceptedAfterCrash, "an ended worker's heartbeat is refused")
+        now += .seconds(59)
+        let kept = worker.tick(now: now)
+        #expect(kept.isEmpty)
+        now += .seconds(2)
+        let gone = worker.tick(now: now)
+        #expect(gone == [.forget], "forgotten a minute after it ended")
     }
 
     @Test mutating func silenceIdlenessAndFailedProbesStopAWorkerAndItIsForgottenOnceItEnded() {
@@ -64,7 +73,7 @@ import Testing
         #expect(silence == [.stop(reason: "no heartbeat for 3 s")])
         let again = silent.tick(now: now)
         #expect(again.isEmpty, "a stop is asked for once")
-        let afterExit = silent.exited(status: "exit 0", stderrTail: nil)
+        let afterExit = silent.exited(status: "exit 0", stderrTail: nil, now: now)
         #expect(afterExit == [.forget])
 
         var idle = readyWorker()
@@ -95,7 +104,7 @@ import Testing
         let afterFailedLoad = broken.reportedReady(slotsTotal: 0, failure: failure, now: now)
         #expect(afterFailedLoad == [.stop(reason: "failed to load")])
         #expect(broken.info(now: now).state == .failed && broken.info(now: now).error == failure, "at once, before the process has ended")
-        let afterExit = broken.exited(status: "exit 0", stderrTail: nil)
+        let afterExit = broken.exited(status: "exit 0", stderrTail: nil, now: now)
         #expect(afterExit.isEmpty, "kept, so whoever waits for it sees why")
         #expect(broken.phase == .failed(failure))
 
@@ -110,12 +119,15 @@ import Testing
 
     @Test mutating func aWorkerStoppedWhileItsModelDownloadsNeverStarts() {
         var waiting = worker()
-        let result16 = waiting.stopRequested(reason: "DELETE", forget: true)
+        let result16 = waiting.stopRequested(reason: "DELETE", forget: true, now: now)
         #expect(result16 == [.forget], "no process to stop")
         let result17 = waiting.modelArrived(path: "/m.gguf")
         #expect(result17.isEmpty, "the download finishing later starts nothing")
+        var cancelled = worker()
+        let shutdown = cancelled.stopRequested(reason: "hive shutdown", forget: false, failure: RbeeError(.cancelled, "shut down"), now: now)
+        #expect(shutdown.isEmpty && cancelled.info(now: now).error?.code == .cancelled, "a spawn under way when the hive stops ends CANCELLED")
         var failing = worker()
-        failing.modelFailed(RbeeError(.checksumMismatch, "corrupt"))
+        failing.modelFailed(RbeeError(.checksumMismatch, "corrupt"), now: now)
         #expect(failing.info(now: now).error?.code == .checksumMismatch)
     }
 }

@@ -88,6 +88,32 @@ import Testing
         try await worker.task.value
     }
 
+    /// `--max-queue 0`: no request waits, but every free slot takes one.
+    @Test func aWorkerWithoutAQueueAdmitsWhileASlotIsFree() async throws {
+        let worker = try await RunningWorker.start {
+            $0.engine.parallel = 2
+            $0.engine.maxQueue = 0
+        }
+        await worker.waitLoaded()
+        var streams: [EventStreamClient] = []
+        for index in 0..<2 {
+            var stream = try await EventStreamClient.open(
+                worker.baseURL + "/v1/inference", json: inferenceJSON("Count:", maxTokens: 4000, extra: #""ignore_eos":true,"job_id":"slot-\#(index)""#))
+            #expect(stream.response.status == .ok)
+            while let message = try await stream.next() {
+                if case .token? = message.event { break }
+            }
+            streams.append(stream)
+        }
+        let (refused, body) = try await post(worker.baseURL + "/v1/inference", json: inferenceJSON("x", maxTokens: 1))
+        #expect(refused.status == .serviceUnavailable)
+        #expect(try decode(ErrorEnvelope.self, body).error.code == .allSlotsBusy)
+        for index in 0..<2 { _ = try await delete(worker.baseURL + "/v1/inference/slot-\(index)") }
+        for var stream in streams { #expect(try await stream.collect().messages.last?.isDone == true) }
+        worker.service.shutdownSwitch.request()
+        _ = try await worker.task.value
+    }
+
     @Test func shutdownWhileStreamingEndsTheStreamAndStopsTheWorker() async throws {
         let worker = try await RunningWorker.start { $0.drainGrace = .milliseconds(300) }
         await worker.waitLoaded()
