@@ -78,7 +78,7 @@ public struct ClusterWorker: Sendable, Equatable, Codable {
 
     public init(
         workerID: String, hive: String, model: String, url: String, state: HiveWorkerState, pid: Int32?, slotsTotal: Int, slotsBusy: Int,
-        queueDepth: Int, queenInFlight: Int, tokensPerSec: Double?
+        queueDepth: Int, queenInFlight: Int, tokensPerSec: Double?, device: String? = nil
     ) {
         self.workerID = workerID
         self.hive = hive
@@ -91,6 +91,7 @@ public struct ClusterWorker: Sendable, Equatable, Codable {
         self.queueDepth = queueDepth
         self.queenInFlight = queenInFlight
         self.tokensPerSec = tokensPerSec
+        self.device = device
     }
 
     enum CodingKeys: String, CodingKey {

@@ -70,11 +70,11 @@ struct PsCommand: AsyncParsableCommand {
         struct Answer: Decodable { var workers: [ClusterWorker] }
         let workers = try await queen.connection.call(.GET, "/v1/workers", as: Answer.self).workers
         if list.json { return try printJSON(workers) }
-        var table = Table(header: ["WORKER", "MODEL", "HIVE", "STATE", "SLOTS", "QUEUE", "TOK/S", "PID"])
+        var table = Table(header: ["WORKER", "MODEL", "HIVE", "DEVICE", "STATE", "SLOTS", "QUEUE", "TOK/S", "PID"])
         for worker in workers {
             table.rows.append([
-                worker.workerID, worker.model, worker.hive, worker.state.rawValue, "\(worker.slotsBusy)/\(worker.slotsTotal)", "\(worker.queueDepth)",
-                worker.tokensPerSec.map { String(format: "%.1f", $0) } ?? "-", worker.pid.map(String.init) ?? "-",
+                worker.workerID, worker.model, worker.hive, worker.device ?? "-", worker.state.rawValue, "\(worker.slotsBusy)/\(worker.slotsTotal)",
+                "\(worker.queueDepth)", worker.tokensPerSec.map { String(format: "%.1f", $0) } ?? "-", worker.pid.map(String.init) ?? "-",
             ])
         }
         table.print()

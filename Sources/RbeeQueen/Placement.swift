@@ -13,6 +13,10 @@ final class Placement: Sendable {
     let id: PlacementStateMachine.RequestID
     /// Place in the queue at admission: 0 when a worker was leased at once.
     let position: Int
+
+    /// Its place in line from the start (1 is next): in the queen's queue, or behind the busy slots
+    /// of the worker it was leased to at once; 0 when it starts at once.
+    var placeInLine: Int { initial?.queuePosition ?? position }
     private let initial: Lease?
     private let scheduler: Scheduler
 

@@ -80,6 +80,7 @@ struct PlacementStateMachine: Sendable {
         /// This queen's requests on the worker now.
         var inFlight = 0
         var tokensPerSec: Double?
+        var device: String?
         var addedAt: Instant
 
         var isServing: Bool { [.starting, .loading, .ready].contains(state) }
@@ -95,6 +96,8 @@ struct PlacementStateMachine: Sendable {
         let url: String
         /// Whether the worker was ready when leased; otherwise the request follows its warm-up.
         let ready: Bool
+        /// Its place in line behind the worker's busy slots (1 is next), 0 when a slot was free.
+        var queuePosition = 0
     }
 
     /// A worker to start on a hive.
@@ -361,7 +364,7 @@ struct PlacementStateMachine: Sendable {
             requests[id] = request
             return Lease(
                 requestID: id, workerID: chosen.workerID, hive: chosen.hive, hiveURL: hive.url, modelID: chosen.modelID, url: chosen.url,
-                ready: chosen.state == .ready)
+                ready: chosen.state == .ready, queuePosition: max(0, chosen.inFlight + 1 - chosen.slotsTotal))
         }
         let modelID = request.want.modelID
         if spawning[modelID] == nil, let hive = spawnTarget(for: request, busyHives: Set(candidates.map(\.hive)), now: now) {
@@ -442,11 +445,12 @@ struct PlacementStateMachine: Sendable {
                 slotsTotal: 0, addedAt: now)
         // A worker the queen saw become ready does not go back to loading on a late report.
         if !(worker.state == .ready && [.starting, .loading].contains(info.state)) { worker.state = info.state }
-        worker.url = info.url
         worker.pid = info.pid ?? worker.pid
         worker.slotsTotal = info.slotsTotal > 0 ? info.slotsTotal : max(worker.slotsTotal, settings.workerParallel ?? settings.defaultSlots)
         worker.slotsBusy = info.slotsBusy
         worker.queueDepth = info.queueDepth
+        worker.device = info.device ?? worker.device
+        if !info.url.isEmpty { worker.url = info.url }
         workers[info.workerID] = worker
     }
 

@@ -56,7 +56,7 @@ struct TaskExecution: Sendable {
         log[metadataKey: "task_id"] = .string(task.id)
         var servedBy: String?
         do {
-            emitter.emit(.queued(position: placement.position))
+            emitter.emit(.queued(position: placement.placeInLine))
             var lease = try await placement.lease()
             var attempt = 1
             while true {

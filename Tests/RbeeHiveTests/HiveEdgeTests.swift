@@ -129,7 +129,9 @@ import Glibc
         kill(try #require(worker.pid), SIGSTOP)
         let frozenAt = ContinuousClock.now
         try await waitUntil(.seconds(10)) { [.stopping, .stopped, nil].contains(state(hive, worker.workerID)?.state) }
-        #expect(ContinuousClock.now - frozenAt < .milliseconds(2500), "found after \(ContinuousClock.now - frozenAt)")
+        // Three failed probes take 1.5-2 s; the bound leaves room for a busy machine and is
+        // still far below the 90 s heartbeats would need.
+        #expect(ContinuousClock.now - frozenAt < .seconds(5), "found after \(ContinuousClock.now - frozenAt)")
         try await hive.stop()
     }
 

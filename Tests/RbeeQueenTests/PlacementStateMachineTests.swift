@@ -90,8 +90,10 @@ import Testing
         var cluster = Cluster { $0.workerQueueDepth = 1 }
         cluster.hive("a", models: ["m": 100])
         _ = cluster.workers(on: "a", [("w1", .ready, 1)])
-        #expect(Self.lease(cluster.admit().0)?.workerID == "w1")
-        #expect(Self.lease(cluster.admit().0)?.workerID == "w1", "one more stacks on the worker's own queue")
+        let running = try #require(Self.lease(cluster.admit().0))
+        #expect(running.workerID == "w1" && running.queuePosition == 0)
+        let stacked = try #require(Self.lease(cluster.admit().0))
+        #expect(stacked.workerID == "w1" && stacked.queuePosition == 1, "one more stacks on the worker's own queue, first in its line")
         let (admission, actions) = cluster.admit()
         #expect(Self.queued(admission)?.position == 1)
         #expect(Self.spawns(actions).isEmpty, "the only hive already has a worker of the model")
