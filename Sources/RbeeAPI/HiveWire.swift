@@ -39,7 +39,8 @@ public struct DownloadStarted: Sendable, Equatable, Codable {
 
 /// One event of `GET /v1/models/download/progress?id=`.
 public enum DownloadProgress: Sendable, Equatable {
-    case downloading(bytesDownloaded: Int, bytesTotal: Int?, speedMBps: Double, etaS: Double?)
+    /// `attempt` counts transfers (1 first; a resumed or fresh retry is the next one).
+    case downloading(bytesDownloaded: Int, bytesTotal: Int?, speedMBps: Double, etaS: Double?, attempt: Int = 1)
     case complete(localPath: String, sha256: String, sizeBytes: Int)
     case failed(RbeeError)
 
@@ -51,7 +52,7 @@ public enum DownloadProgress: Sendable, Equatable {
 
 extension DownloadProgress: Codable {
     private enum Keys: String, CodingKey {
-        case stage, sha256
+        case stage, sha256, attempt
         case bytesDownloaded = "bytes_downloaded"
         case bytesTotal = "bytes_total"
         case speedMBps = "speed_mbps"
@@ -68,7 +69,8 @@ extension DownloadProgress: Codable {
                 bytesDownloaded: try container.decode(Int.self, forKey: .bytesDownloaded),
                 bytesTotal: try container.decodeIfPresent(Int.self, forKey: .bytesTotal),
                 speedMBps: try container.decodeIfPresent(Double.self, forKey: .speedMBps) ?? 0,
-                etaS: try container.decodeIfPresent(Double.self, forKey: .etaS))
+                etaS: try container.decodeIfPresent(Double.self, forKey: .etaS),
+                attempt: try container.decodeIfPresent(Int.self, forKey: .attempt) ?? 1)
         case "complete":
             self = .complete(
                 localPath: try container.decode(String.self, forKey: .localPath), sha256: try container.decode(String.self, forKey: .sha256),
@@ -83,12 +85,14 @@ extension DownloadProgress: Codable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Keys.self)
         switch self {
-        case .downloading(let bytes, let total, let speed, let eta):
+        case .downloading(let bytes, let total, let speed, let eta, let attempt):
+            // bytes_total and eta_s are in every frame, null while unknown.
             try container.encode("downloading", forKey: .stage)
             try container.encode(bytes, forKey: .bytesDownloaded)
-            try container.encodeIfPresent(total, forKey: .bytesTotal)
+            try container.encode(total, forKey: .bytesTotal)
             try container.encode((speed * 100).rounded() / 100, forKey: .speedMBps)
-            try container.encodeIfPresent(eta.map { ($0 * 10).rounded() / 10 }, forKey: .etaS)
+            try container.encode(eta.map { ($0 * 10).rounded() / 10 }, forKey: .etaS)
+            try container.encode(attempt, forKey: .attempt)
         case .complete(let path, let sha256, let size):
             try container.encode("complete", forKey: .stage)
             try container.encode(path, forKey: .localPath)

@@ -4,7 +4,9 @@
 public enum TaskEvent: Sendable, Equatable {
     /// Place in the queen's queue, 1 being next (0: it goes straight to a worker).
     case queued(position: Int)
-    case downloading(hive: String, model: String, bytesDownloaded: Int, bytesTotal: Int?, speedMBps: Double, etaS: Double?)
+    /// `attempt` counts the hive's transfers of the file (a retry after a dropped connection or a
+    /// failed checksum is the next one).
+    case downloading(hive: String, model: String, bytesDownloaded: Int, bytesTotal: Int?, speedMBps: Double, etaS: Double?, attempt: Int = 1)
     case loading(hive: String, workerID: String, layersLoaded: Int, layersTotal: Int)
     case started(taskID: String, model: String, hive: String, workerID: String, queueMs: Double)
     case token(text: String, index: Int)
@@ -21,7 +23,7 @@ public enum TaskEvent: Sendable, Equatable {
 
 extension TaskEvent: Codable {
     private enum Keys: String, CodingKey {
-        case type, position, hive, model, t, i
+        case type, position, hive, model, t, i, attempt
         case bytesDownloaded = "bytes_downloaded"
         case bytesTotal = "bytes_total"
         case speedMBps = "speed_mbps"
@@ -41,7 +43,8 @@ extension TaskEvent: Codable {
             self = .downloading(
                 hive: try c.decode(String.self, forKey: .hive), model: try c.decode(String.self, forKey: .model),
                 bytesDownloaded: try c.decode(Int.self, forKey: .bytesDownloaded), bytesTotal: try c.decodeIfPresent(Int.self, forKey: .bytesTotal),
-                speedMBps: try c.decodeIfPresent(Double.self, forKey: .speedMBps) ?? 0, etaS: try c.decodeIfPresent(Double.self, forKey: .etaS))
+                speedMBps: try c.decodeIfPresent(Double.self, forKey: .speedMBps) ?? 0, etaS: try c.decodeIfPresent(Double.self, forKey: .etaS),
+                attempt: try c.decodeIfPresent(Int.self, forKey: .attempt) ?? 1)
         case "loading":
             self = .loading(
                 hive: try c.decode(String.self, forKey: .hive), workerID: try c.decode(String.self, forKey: .workerID),
@@ -64,14 +67,15 @@ extension TaskEvent: Codable {
         case .queued(let position):
             try c.encode("queued", forKey: .type)
             try c.encode(position, forKey: .position)
-        case .downloading(let hive, let model, let bytes, let total, let speed, let eta):
+        case .downloading(let hive, let model, let bytes, let total, let speed, let eta, let attempt):
             try c.encode("downloading", forKey: .type)
             try c.encode(hive, forKey: .hive)
             try c.encode(model, forKey: .model)
             try c.encode(bytes, forKey: .bytesDownloaded)
-            try c.encodeIfPresent(total, forKey: .bytesTotal)
+            try c.encode(total, forKey: .bytesTotal)
             try c.encode((speed * 100).rounded() / 100, forKey: .speedMBps)
-            try c.encodeIfPresent(eta.map { ($0 * 10).rounded() / 10 }, forKey: .etaS)
+            try c.encode(eta.map { ($0 * 10).rounded() / 10 }, forKey: .etaS)
+            try c.encode(attempt, forKey: .attempt)
         case .loading(let hive, let workerID, let loaded, let total):
             try c.encode("loading", forKey: .type)
             try c.encode(hive, forKey: .hive)

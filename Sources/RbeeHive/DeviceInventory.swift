@@ -17,14 +17,30 @@ public enum DeviceInventory {
         }
     }
 
+    /// The file system holding the hive's models.
+    public struct Disk: Sendable, Equatable, Codable {
+        public var path: String
+        public var freeBytes: Int
+        public var totalBytes: Int
+
+        enum CodingKeys: String, CodingKey {
+            case path
+            case freeBytes = "free_bytes"
+            case totalBytes = "total_bytes"
+        }
+    }
+
     public struct Devices: Sendable, Equatable, Codable {
         public var cpuCores: Int
         public var ramTotalBytes: Int
         public var ramAvailableBytes: Int
         public var gpus: [GPU]
+        /// The model directory's disk, when the caller named one.
+        public var modelDisk: Disk?
 
         enum CodingKeys: String, CodingKey {
             case gpus
+            case modelDisk = "model_disk"
             case cpuCores = "cpu_cores"
             case ramTotalBytes = "ram_total_bytes"
             case ramAvailableBytes = "ram_available_bytes"
@@ -38,7 +54,7 @@ public enum DeviceInventory {
 
     /// Reads the devices; `nvidia-smi` runs on a queue of its own, not the cooperative pool, at
     /// most once per `gpuAnswerLifetime`.
-    public static func detect() async -> Devices {
+    public static func detect(modelDirectory: String? = nil) async -> Devices {
         let memory = memoryInfo()
         let gpus: [GPU]
         if let cached = gpuAnswer.withLock({ $0 }), ContinuousClock.now - cached.at < gpuAnswerLifetime {
@@ -51,7 +67,14 @@ public enum DeviceInventory {
         }
         return Devices(
             cpuCores: ProcessInfo.processInfo.activeProcessorCount, ramTotalBytes: memory.total, ramAvailableBytes: memory.available,
-            gpus: gpus)
+            gpus: gpus, modelDisk: modelDirectory.flatMap(disk(at:)))
+    }
+
+    static func disk(at path: String) -> Disk? {
+        guard let attributes = try? FileManager.default.attributesOfFileSystem(forPath: path),
+            let free = (attributes[.systemFreeSize] as? NSNumber)?.intValue, let total = (attributes[.systemSize] as? NSNumber)?.intValue
+        else { return nil }
+        return Disk(path: path, freeBytes: free, totalBytes: total)
     }
 
     /// `MemTotal` and `MemAvailable` from /proc/meminfo, in bytes.

@@ -32,15 +32,14 @@ public final class DownloadTracker: Sendable {
     /// download's id and whether this call started it. `work` reports progress through the
     /// closure it gets and returns the terminal event.
     public func start(
-        modelID: String,
+        modelID: String, initial: DownloadProgress = .downloading(bytesDownloaded: 0, bytesTotal: nil, speedMBps: 0, etaS: nil),
         work: @escaping @Sendable (_ report: @escaping @Sendable (DownloadProgress) -> Void) async -> DownloadProgress
     ) -> (downloadID: String, started: Bool) {
         let (id, progress): (String, ProgressBroadcast<DownloadProgress>?) = state.withLock { state in
             prune(&state)
             if let running = state.activeByModel[modelID] { return (running, nil) }
             let id = "dl-" + String(UUID().uuidString.lowercased().prefix(13))
-            let progress = ProgressBroadcast<DownloadProgress>(
-                initial: .downloading(bytesDownloaded: 0, bytesTotal: nil, speedMBps: 0, etaS: nil), isTerminal: { $0.isTerminal })
+            let progress = ProgressBroadcast<DownloadProgress>(initial: initial, isTerminal: { $0.isTerminal })
             state.entries[id] = Entry(modelID: modelID, progress: progress)
             state.activeByModel[modelID] = id
             return (id, progress)
@@ -76,6 +75,11 @@ public final class DownloadTracker: Sendable {
             prune(&state)
             return state.entries[downloadID]?.progress.subscribe()
         }
+    }
+
+    /// The id of the running download of `modelID`, if any.
+    public func running(modelID: String) -> String? {
+        state.withLock { $0.activeByModel[modelID] }
     }
 
     public func latest(_ downloadID: String) -> DownloadProgress? {

@@ -17,7 +17,7 @@ struct HiveRoutes: Sendable {
 
     func register(on router: Router<RbeeRequestContext>) {
         router.get("/health") { _, _ in try await health() }
-        router.get("/v1/devices") { _, _ in Response.json(await DeviceInventory.detect()) }
+        router.get("/v1/devices") { _, _ in Response.json(await DeviceInventory.detect(modelDirectory: provisioner.catalog.modelDirectory)) }
         router.post("/v1/models/download") { request, context in
             var request = request
             let body = try await request.decodeBody(as: DownloadRequest.self, context: context)

@@ -36,6 +36,8 @@ struct DownloadPlan: Sendable {
 /// Fetches one model: streamed into `<destination>.partial` and hashed as it arrives, resumed with
 /// `Range` after a dropped connection (or a hive restart), retried with exponential backoff,
 /// verified (size, sha256, GGUF header) and only then renamed to its final name and catalogued.
+/// A transfer that fails its checksum is fetched once more from zero (a corrupted transfer is
+/// usually not repeated) before the download ends with `CHECKSUM_MISMATCH`.
 struct ModelDownloader: Sendable {
     let client: HTTPClient
     let settings: DownloadSettings
@@ -51,27 +53,41 @@ struct ModelDownloader: Sendable {
     func run(_ plan: DownloadPlan, report: @escaping @Sendable (DownloadProgress) -> Void) async -> DownloadProgress {
         let partial = PartialFile(path: plan.destination + ".partial")
         var lastError = RbeeError(.downloadFailed, "the download did not start")
-        for attempt in 1...max(1, settings.attempts) {
+        var attempt = 0
+        var transientFailures = 0
+        var checksumRetried = false
+        while transientFailures < max(1, settings.attempts) {
+            attempt += 1
             if Task.isCancelled {
                 await partial.close()
                 return .failed(RbeeError(.cancelled, "the download of \(plan.modelID) was cancelled (the hive is stopping)"))
             }
             if attempt > 1 {
-                let backoff = settings.initialBackoff * (1 << min(attempt - 2, 10))
                 plan.logger.info("retrying download", metadata: ["model": "\(plan.modelID)", "attempt": "\(attempt)", "error": "\(lastError)"])
-                try? await Task.sleep(for: backoff)
+            }
+            if transientFailures > 0, lastError.code != .checksumMismatch {
+                try? await Task.sleep(for: settings.initialBackoff * (1 << min(transientFailures - 1, 10)))
             }
             do {
-                let (size, serverSHA256) = try await fetch(plan, into: partial, report: report)
+                let (size, serverSHA256) = try await fetch(plan, into: partial, attempt: attempt, report: report)
                 return try await finalize(plan, partial: partial, size: size, serverSHA256: serverSHA256)
             } catch let transient as Transient {
+                transientFailures += 1
                 lastError = transient.error
+            } catch let error as RbeeError where error.code == .checksumMismatch && !checksumRetried {
+                // finalize removed the partial file: the next attempt starts from zero.
+                checksumRetried = true
+                lastError = error
             } catch let error as RbeeError {
                 await partial.close()
-                if error.code != .insufficientDisk { try? FileManager.default.removeItem(atPath: partial.path) }
-                plan.logger.warning("download failed", metadata: ["model": "\(plan.modelID)", "error": "\(error)"])
+                // A partial file with bytes in it stays for a later resume after INSUFFICIENT_DISK.
+                if error.code != .insufficientDisk || partial.size == 0 { try? FileManager.default.removeItem(atPath: partial.path) }
+                plan.logger.warning("download failed", metadata: ["model": "\(plan.modelID)", "error": "\(error)", "attempts": "\(attempt)"])
+                var error = error
+                if attempt > 1 { error.message += " (after \(attempt) attempts)" }
                 return .failed(error)
             } catch {
+                transientFailures += 1
                 lastError = RbeeError(.downloadFailed, "download of \(plan.modelID) failed: \(error)")
             }
         }
@@ -82,12 +98,12 @@ struct ModelDownloader: Sendable {
         }
         plan.logger.warning("download gave up", metadata: ["model": "\(plan.modelID)", "error": "\(lastError)"])
         var error = lastError
-        error.message += " (after \(settings.attempts) attempts)"
+        error.message += " (after \(attempt) attempts)"
         return .failed(error)
     }
 
     /// One attempt; returns the final size and the sha256 the server announced, if any.
-    private func fetch(_ plan: DownloadPlan, into partial: PartialFile, report: @escaping @Sendable (DownloadProgress) -> Void)
+    private func fetch(_ plan: DownloadPlan, into partial: PartialFile, attempt: Int, report: @escaping @Sendable (DownloadProgress) -> Void)
         async throws -> (Int, String?)
     {
         try await partial.open()
@@ -130,11 +146,8 @@ struct ModelDownloader: Sendable {
         }
 
         let total = Self.totalSize(response.headers, offset: offset)
-        if let total, let free = Self.freeBytes(atPath: catalog.modelDirectory), free < Int64(total - offset) {
-            throw RbeeError(
-                .insufficientDisk, "the model needs \(total - offset) more bytes; \(free) are free in \(catalog.modelDirectory)",
-                details: ["bytes_needed": .number(Double(total - offset)), "bytes_free": .number(Double(free))])
-        }
+        if let total { try Self.requireDisk(total - offset, in: catalog.modelDirectory) }
+        report(.downloading(bytesDownloaded: offset, bytesTotal: total, speedMBps: 0, etaS: nil, attempt: attempt))
 
         let started = ContinuousClock.now
         let lastByte = LastByteClock()
@@ -175,7 +188,7 @@ struct ModelDownloader: Sendable {
                                 report(
                                     .downloading(
                                         bytesDownloaded: done, bytesTotal: total, speedMBps: speed / 1_000_000,
-                                        etaS: total.map { Double($0 - done) / max(speed, 1) }))
+                                        etaS: total.map { Double($0 - done) / max(speed, 1) }, attempt: attempt))
                                 lastReport = now
                                 lastReportedBytes = done
                             }
@@ -251,6 +264,26 @@ struct ModelDownloader: Sendable {
             if value.count == 64, value.allSatisfy(\.isHexDigit) { return value.lowercased() }
         }
         return nil
+    }
+
+    /// Throws `INSUFFICIENT_DISK` when `bytes` more do not fit in `directory`'s file system.
+    static func requireDisk(_ bytes: Int, in directory: String) throws(RbeeError) {
+        guard let free = freeBytes(atPath: directory), free < Int64(bytes) else { return }
+        throw RbeeError(
+            .insufficientDisk, "the model needs \(bytes) more bytes; \(free) are free in \(directory)",
+            details: ["bytes_needed": .number(Double(bytes)), "bytes_free": .number(Double(free)), "path": .string(directory)])
+    }
+
+    /// The size a server announces for `url` without sending it (`HEAD`; Hugging Face names an
+    /// LFS file's size in `X-Linked-Size` on the redirect), or nil when it will not say.
+    func announcedSize(url: String, headers: [String: String]) async -> Int? {
+        var request = HTTPClientRequest(url: url)
+        request.method = .HEAD
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        guard let response = try? await client.execute(request, timeout: .seconds(10)) else { return nil }
+        _ = try? await response.body.collect(upTo: 1 << 16)
+        guard response.status.code == 200 else { return nil }
+        return response.headers.first(name: "X-Linked-Size").flatMap { Int($0) } ?? response.headers.first(name: "Content-Length").flatMap { Int($0) }
     }
 
     static func freeBytes(atPath path: String) -> Int64? {

@@ -78,7 +78,24 @@ public final class ModelProvisioner: Sendable {
         let plan = DownloadPlan(
             modelID: id, sourceRef: source, url: url, headers: headers, expectedSHA256: expectedSHA256,
             destination: catalog.modelDirectory + "/" + id + ".gguf", logger: logger)
-        let (downloadID, started) = tracker.start(modelID: id) { [downloader] report in
+        // A new download is sized first, so one that cannot fit is refused before its first byte,
+        // and its first frame says how far a partial file from an earlier run already got.
+        var initial = DownloadProgress.downloading(bytesDownloaded: 0, bytesTotal: nil, speedMBps: 0, etaS: nil)
+        if tracker.running(modelID: id) == nil {
+            let partialPath = plan.destination + ".partial"
+            let onDisk = ((try? FileManager.default.attributesOfItem(atPath: partialPath)[.size]) as? Int) ?? 0
+            let total = await downloader.announcedSize(url: url, headers: headers)
+            if let total {
+                do {
+                    try ModelDownloader.requireDisk(total - min(onDisk, total), in: catalog.modelDirectory)
+                } catch {
+                    logger.warning("download refused", metadata: ["model": "\(id)", "error": "\(error)"])
+                    throw error
+                }
+            }
+            initial = .downloading(bytesDownloaded: onDisk, bytesTotal: total, speedMBps: 0, etaS: nil)
+        }
+        let (downloadID, started) = tracker.start(modelID: id, initial: initial) { [downloader] report in
             await downloader.run(plan, report: report)
         }
         if started { logger.info("download started", metadata: ["model": "\(id)", "download_id": "\(downloadID)", "url": "\(url)"]) }
@@ -115,7 +132,9 @@ public final class ModelProvisioner: Sendable {
             hashInBackground(info)
             return DownloadStarted(downloadID: nil, modelID: info.id, status: .cached, localPath: info.localPath)
         }
-        let (downloadID, _) = tracker.start(modelID: info.id) { [catalog, logger] report in
+        let (downloadID, _) = tracker.start(
+            modelID: info.id, initial: .downloading(bytesDownloaded: 0, bytesTotal: info.sizeBytes, speedMBps: 0, etaS: nil)
+        ) { [catalog, logger] report in
             do {
                 let digest = try await FileHasher.sha256(path: real) { hashed in
                     report(.downloading(bytesDownloaded: hashed, bytesTotal: info.sizeBytes, speedMBps: 0, etaS: nil))

@@ -54,9 +54,11 @@ struct ModelsCommand: AsyncParsableCommand {
                 for try await message in reader.events(of: PullEvent.self) {
                     guard case .event(let event) = message else { continue }
                     switch event.progress {
-                    case .downloading(let bytes, let total, let speed, let eta):
+                    case .downloading(let bytes, let total, let speed, let eta, let attempt):
                         status.show(
-                            StatusLine.download("pulling", model: event.model, hive: event.hive, bytes: bytes, total: total, speedMBps: speed, etaS: eta))
+                            StatusLine.download(
+                                "pulling", model: event.model, hive: event.hive, bytes: bytes, total: total, speedMBps: speed, etaS: eta,
+                                attempt: attempt))
                     case .complete(_, _, let size):
                         status.clear()
                         return "\(event.model) is on \(event.hive)" + (size > 0 ? " (\(StatusLine.megabytes(size)))" : " (already there)")

@@ -73,7 +73,9 @@ public final class StatusLine: Sendable {
 
     /// "downloading m on h [####----]  42% 10.0 MB / 24.0 MB  3.1 MB/s  ETA 5s": one download's
     /// state, for `rbee infer` and `rbee models pull` alike.
-    static func download(_ verb: String, model: String, hive: String, bytes: Int, total: Int?, speedMBps: Double, etaS: Double?) -> String {
+    static func download(
+        _ verb: String, model: String, hive: String, bytes: Int, total: Int?, speedMBps: Double, etaS: Double?, attempt: Int = 1
+    ) -> String {
         var line = "\(verb) \(model) on \(hive) "
         if let total, total > 0 {
             line += bar(Double(bytes) / Double(total)) + String(format: " %3d%% ", Int(Double(bytes) * 100 / Double(total)))
@@ -83,6 +85,7 @@ public final class StatusLine: Sendable {
         }
         line += String(format: "  %.1f MB/s", speedMBps)
         if let etaS { line += "  ETA \(TaskPrinter.duration(etaS))" }
+        if attempt > 1 { line += "  (attempt \(attempt))" }
         return line
     }
 }

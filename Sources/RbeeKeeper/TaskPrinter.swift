@@ -64,9 +64,10 @@ final class TaskPrinter: Sendable {
                 case .queued(let position):
                     if position == 1 { status.show("waiting for a worker…", force: true) }
                     if position > 1 { status.show("waiting for a worker (\(position - 1) requests ahead)", force: true) }
-                case .downloading(let hive, let name, let bytes, let total, let speed, let eta):
+                case .downloading(let hive, let name, let bytes, let total, let speed, let eta, let attempt):
                     model = name
-                    let line = StatusLine.download("downloading", model: name, hive: hive, bytes: bytes, total: total, speedMBps: speed, etaS: eta)
+                    let line = StatusLine.download(
+                        "downloading", model: name, hive: hive, bytes: bytes, total: total, speedMBps: speed, etaS: eta, attempt: attempt)
                     status.show(line, force: total == bytes)
                 case .loading(let hive, _, let loaded, let total):
                     printedLoading = true

@@ -49,8 +49,9 @@ struct OpenAIFrames: AsyncSequence, Sendable {
             switch event {
             case .queued(let position):
                 return position > 0 ? SSE.comment("queued at position \(position)") : nil
-            case .downloading(let hive, let model, let bytes, let total, let speed, let eta):
-                return SSE.comment(ProgressText.download(hive: hive, model: model, bytes: bytes, total: total, speedMBps: speed, etaS: eta))
+            case .downloading(let hive, let model, let bytes, let total, let speed, let eta, let attempt):
+                return SSE.comment(
+                    ProgressText.download(hive: hive, model: model, bytes: bytes, total: total, speedMBps: speed, etaS: eta, attempt: attempt))
             case .loading(let hive, _, let loaded, let total):
                 return SSE.comment("loading \(frames.model) on \(hive): \(loaded)/\(total) layers")
             case .started:
@@ -103,7 +104,7 @@ struct OpenAIFrames: AsyncSequence, Sendable {
 
 /// Progress lines shared by the OpenAI comments and logs.
 enum ProgressText {
-    static func download(hive: String, model: String, bytes: Int, total: Int?, speedMBps: Double, etaS: Double?) -> String {
+    static func download(hive: String, model: String, bytes: Int, total: Int?, speedMBps: Double, etaS: Double?, attempt: Int = 1) -> String {
         let mb = Double(bytes) / 1_000_000
         var text = "downloading \(model) on \(hive): "
         if let total, total > 0 {
@@ -113,6 +114,7 @@ enum ProgressText {
         }
         text += String(format: ", %.1f MB/s", speedMBps)
         if let etaS { text += ", eta \(Int(etaS.rounded())) s" }
+        if attempt > 1 { text += ", attempt \(attempt)" }
         return text
     }
 }

@@ -161,8 +161,10 @@ struct TaskExecution: Sendable {
         for try await message in try await client.stream(.GET, url).events(of: DownloadProgress.self) {
             guard case .event(let progress) = message else { continue }
             switch progress {
-            case .downloading(let bytes, let total, let speed, let eta):
-                emitter.emit(.downloading(hive: lease.hive, model: lease.modelID, bytesDownloaded: bytes, bytesTotal: total, speedMBps: speed, etaS: eta))
+            case .downloading(let bytes, let total, let speed, let eta, let attempt):
+                emitter.emit(
+                    .downloading(
+                        hive: lease.hive, model: lease.modelID, bytesDownloaded: bytes, bytesTotal: total, speedMBps: speed, etaS: eta, attempt: attempt))
             case .complete(_, _, let size):
                 emitter.emit(.downloading(hive: lease.hive, model: lease.modelID, bytesDownloaded: size, bytesTotal: size, speedMBps: 0, etaS: 0))
             case .failed(let error):

@@ -6,8 +6,8 @@ import NIOCore
 import Synchronization
 
 /// A local file server for download tests, on loopback, laid out as a Hugging Face endpoint
-/// serves files: serves real files with `Range` support and can misbehave on cue (drop the
-/// connection part-way, stall, refuse, announce a sha256).
+/// serves files: serves real files with `Range` support and `HEAD`, and can misbehave on cue
+/// (drop the connection part-way, stall, refuse, corrupt a transfer, announce a sha256 or a size).
 public final class ModelServer: Sendable {
     public struct Behaviour: Sendable {
         /// Close the connection after this fraction of the file, on the first request only.
@@ -20,21 +20,29 @@ public final class ModelServer: Sendable {
         public var status: Int?
         /// Sent as `X-Linked-Etag`, as Hugging Face does for LFS files.
         public var linkedETag: String?
+        /// Flip one byte in this many transfers (`GET`s), the first ones.
+        public var corruptTransfers = 0
+        /// The size `HEAD` announces instead of the file's.
+        public var announcedSize: Int?
 
         public init(
-            dropAtFraction: Double? = nil, stallAfterBytes: Int? = nil, chunkDelay: Duration? = nil, status: Int? = nil, linkedETag: String? = nil
+            dropAtFraction: Double? = nil, stallAfterBytes: Int? = nil, chunkDelay: Duration? = nil, status: Int? = nil, linkedETag: String? = nil,
+            corruptTransfers: Int = 0, announcedSize: Int? = nil
         ) {
             self.dropAtFraction = dropAtFraction
             self.stallAfterBytes = stallAfterBytes
             self.chunkDelay = chunkDelay
             self.status = status
             self.linkedETag = linkedETag
+            self.corruptTransfers = corruptTransfers
+            self.announcedSize = announcedSize
         }
     }
 
     private struct State {
         var behaviour = Behaviour()
         var requests = 0
+        var heads = 0
         var bytesSent = 0
         var ranges: [String] = []
     }
@@ -44,7 +52,9 @@ public final class ModelServer: Sendable {
     private let server: StandInServer
 
     public var url: String { server.url }
+    /// `GET`s (transfers) so far.
     public var requests: Int { state.withLock { $0.requests } }
+    public var heads: Int { state.withLock { $0.heads } }
     public var bytesSent: Int { state.withLock { $0.bytesSent } }
     public var ranges: [String] { state.withLock { $0.ranges } }
     public func set(_ behaviour: Behaviour) { state.withLock { $0.behaviour = behaviour } }
@@ -62,6 +72,10 @@ public final class ModelServer: Sendable {
             guard let server = holder.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
             return try server.respond(request)
         }
+        router.head("**") { request, _ -> Response in
+            guard let server = holder.withLock({ $0 }) else { return Response(status: .serviceUnavailable) }
+            return try server.respondToHead(request)
+        }
         let server = ModelServer(files: files, server: await StandInServer.start(router))
         holder.withLock { $0 = server }
         return server
@@ -69,11 +83,22 @@ public final class ModelServer: Sendable {
 
     public func stop() async { await server.stop() }
 
+    private func respondToHead(_ request: Request) throws -> Response {
+        let behaviour = state.withLock { state in
+            state.heads += 1
+            return state.behaviour
+        }
+        if let status = behaviour.status { return Response(status: .init(code: status)) }
+        guard let path = files[request.uri.path] else { return Response(status: .notFound) }
+        let size = try behaviour.announcedSize ?? (FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream", .contentLength: String(size)])
+    }
+
     private func respond(_ request: Request) throws -> Response {
-        let (behaviour, first) = state.withLock { state -> (Behaviour, Bool) in
+        let (behaviour, first, corrupt) = state.withLock { state -> (Behaviour, Bool, Bool) in
             state.requests += 1
             state.ranges.append(request.headers[.range] ?? "")
-            return (state.behaviour, state.requests == 1)
+            return (state.behaviour, state.requests == 1, state.requests <= state.behaviour.corruptTransfers)
         }
         if let status = behaviour.status { return Response(status: .init(code: status)) }
         guard let path = files[request.uri.path] else { return Response(status: .notFound) }
@@ -99,6 +124,7 @@ public final class ModelServer: Sendable {
                 var sent = start
                 while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
                     var piece = chunk
+                    if corrupt, sent == start, let last = piece.indices.last { piece[last] ^= 0xFF }
                     if let limit = dropAt ?? stallAt, sent + piece.count > limit { piece = piece.prefix(max(0, limit - sent)) }
                     try await writer.write(ByteBuffer(bytes: piece))
                     sent += piece.count

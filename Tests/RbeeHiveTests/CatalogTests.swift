@@ -112,7 +112,7 @@ struct RunningHiveClient {
         var parser = SSEParser()
         for try await chunk in response.body {
             for case .data(let json) in parser.feed(chunk.readableBytesView) where json != "[DONE]" {
-                if case .downloading(let done, _, _, _) = try JSONDecoder().decode(DownloadProgress.self, from: Data(json.utf8)), done >= bytes {
+                if case .downloading(let done, _, _, _, _) = try JSONDecoder().decode(DownloadProgress.self, from: Data(json.utf8)), done >= bytes {
                     return true
                 }
             }

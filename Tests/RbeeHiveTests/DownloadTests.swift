@@ -25,7 +25,7 @@ import Testing
         async let second = hive.follow(id)
         for result in try await [first, second] {
             #expect(result.done)
-            let bytes = result.events.compactMap { if case .downloading(let done, _, _, _) = $0 { done } else { nil } }
+            let bytes = result.events.compactMap { if case .downloading(let done, _, _, _, _) = $0 { done } else { nil } }
             #expect(bytes == bytes.sorted(), "progress went backwards")
             #expect(bytes.count > 10, "too few progress events: \(bytes.count)")
             #expect(result.events.last == .complete(localPath: hive.home + "/models/gemma-3-270m-q4_k_m.gguf", sha256: modelSHA256, sizeBytes: modelSize))
@@ -146,6 +146,75 @@ import Testing
         #expect(result.done)
         #expect(result.events.last.map { if case .failed(let error) = $0 { error.code.rawValue == "CANCELLED" } else { false } } == true)
         #expect(hive.modelFiles == ["gemma-3-270m-q4_k_m.gguf.partial"])
+        await server.stop()
+    }
+
+    @Test func aCorruptedTransferIsFetchedOnceMoreFromZeroAndASecondOneEndsTheDownload() async throws {
+        let server = try await Self.server(.init(corruptTransfers: 1))
+        let hive = try await RunningHive.start(server: server)
+        let started = try JSONDecoder().decode(DownloadStarted.self, from: try await hive.download(modelRef, sha256: modelSHA256).1)
+        let result = try await hive.follow(try #require(started.downloadID))
+        #expect(result.events.last == .complete(localPath: hive.home + "/models/gemma-3-270m-q4_k_m.gguf", sha256: modelSHA256, sizeBytes: modelSize))
+        #expect(server.requests == 2)
+        #expect(server.ranges.last == "", "the retry starts from zero")
+        let attempts = result.events.compactMap { if case .downloading(_, _, _, _, let attempt) = $0 { attempt } else { nil } }
+        #expect(attempts.first == 1 && attempts.last == 2 && attempts == attempts.sorted(), "attempts seen: \(attempts)")
+        try await hive.stop()
+        await server.stop()
+
+        let always = try await Self.server(.init(corruptTransfers: 3))
+        let second = try await RunningHive.start(server: always)
+        let failed = try await second.downloadToEnd(modelRef, sha256: modelSHA256)
+        guard case .failed(let error)? = failed else {
+            Issue.record("expected CHECKSUM_MISMATCH, got \(String(describing: failed))")
+            return
+        }
+        #expect(error.code == .checksumMismatch)
+        #expect(always.requests == 2, "one retry, not more")
+        #expect(second.modelFiles.isEmpty, "files left: \(second.modelFiles)")
+        try await second.stop()
+        await always.stop()
+    }
+
+    @Test func aDownloadLargerThanTheFreeDiskIsRefusedBeforeItsFirstByte() async throws {
+        let server = try await Self.server(.init(announcedSize: 1 << 60))
+        let hive = try await RunningHive.start(server: server)
+        let (status, body) = try await hive.download(modelRef)
+        #expect(status.code == 507)
+        let error = try JSONDecoder().decode(ErrorEnvelope.self, from: body).error
+        #expect(error.code == "INSUFFICIENT_DISK")
+        #expect(server.heads == 1 && server.requests == 0, "no transfer started")
+        #expect(hive.modelFiles.isEmpty, "files left: \(hive.modelFiles)")
+
+        let disk = try #require(try await get(hive.baseURL + "/v1/devices", as: DeviceInventory.Devices.self).modelDisk)
+        #expect(disk.path == hive.home + "/models")
+        #expect(disk.freeBytes > 0 && disk.totalBytes >= disk.freeBytes)
+        try await hive.stop()
+        await server.stop()
+    }
+
+    @Test func theFirstFrameOfAResumedDownloadStartsFromTheBytesOnDisk() async throws {
+        let server = try await Self.server(.init(chunkDelay: .milliseconds(5)))
+        let hive = try await RunningHive.start(server: server)
+        let onDisk = modelSize * 6 / 10
+        let source = try FileHandle(forReadingFrom: URL(fileURLWithPath: modelPath))
+        let prefix = try source.read(upToCount: onDisk) ?? Data()
+        try source.close()
+        try prefix.write(to: URL(fileURLWithPath: hive.home + "/models/gemma-3-270m-q4_k_m.gguf.partial"))
+
+        let started = try JSONDecoder().decode(DownloadStarted.self, from: try await hive.download(modelRef).1)
+        let result = try await hive.follow(try #require(started.downloadID))
+        guard case .downloading(let bytes, let total, _, _, _)? = result.events.first else {
+            Issue.record("first event: \(String(describing: result.events.first))")
+            return
+        }
+        #expect(bytes == onDisk && total == modelSize)
+        #expect(server.ranges == ["bytes=\(onDisk)-"])
+        for frame in result.frames.dropLast(2) {
+            #expect(frame.contains(#""bytes_total":\#(modelSize)"#) && frame.contains(#""eta_s":"#), "frame: \(frame)")
+        }
+        #expect(result.events.last == .complete(localPath: hive.home + "/models/gemma-3-270m-q4_k_m.gguf", sha256: modelSHA256, sizeBytes: modelSize))
+        try await hive.stop()
         await server.stop()
     }
 

@@ -51,15 +51,17 @@ struct RunningHive: Sendable {
     }
 
     /// Follows a download's progress to the end: its events and whether `[DONE]` closed it.
-    func follow(_ downloadID: String) async throws -> (events: [DownloadProgress], done: Bool, status: HTTPResponseStatus) {
+    func follow(_ downloadID: String) async throws -> (events: [DownloadProgress], done: Bool, status: HTTPResponseStatus, frames: [String]) {
         let request = HTTPClientRequest(url: baseURL + "/v1/models/download/progress?id=" + downloadID)
         let response = try await http.execute(request, timeout: .seconds(120))
         var parser = SSEParser()
         var events: [DownloadProgress] = []
         var done = false
+        var frames: [String] = []
         for try await chunk in response.body {
             for message in parser.feed(chunk.readableBytesView) {
                 guard case .data(let json) = message else { continue }
+                frames.append(json)
                 if json == "[DONE]" {
                     done = true
                 } else {
@@ -67,7 +69,7 @@ struct RunningHive: Sendable {
                 }
             }
         }
-        return (events, done, response.status)
+        return (events, done, response.status, frames)
     }
 
     /// Starts a download and follows it to its terminal event.

@@ -29,7 +29,7 @@ import Glibc
             #expect(cold.endsProperly)
             #expect(cold.stages == ["queued", "downloading", "loading", "started", "token", "end"], "\(cold.stages) \(cold.terminal.map { "\($0)" } ?? "")")
             let downloads = cold.events.compactMap { event -> (hive: String, bytes: Int, total: Int?)? in
-                if case .downloading(let hive, _, let bytes, let total, _, _) = event.event { (hive, bytes, total) } else { nil }
+                if case .downloading(let hive, _, let bytes, let total, _, _, _) = event.event { (hive, bytes, total) } else { nil }
             }
             // Hive A may report its attempt (0 bytes) before it fails; every byte comes from hive B.
             #expect(downloads.filter { $0.bytes > 0 }.allSatisfy { $0.hive == "hive-b" } && downloads.last?.hive == "hive-b", "\(cold.events.map { "\($0.at - cold.sentAt) \($0.event)" })")
