@@ -236,6 +236,7 @@ let package = Package(
             dependencies: [
                 "RbeeKeeper", "RbeeAPI", "RbeeTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]

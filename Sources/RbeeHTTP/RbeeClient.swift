@@ -96,10 +96,12 @@ public struct RbeeClient: Sendable {
             error.status = status
             return error
         }
+        // Not an rbee error body: the answer is kept (in "answer") for callers to name the peer.
         let text = String(decoding: body.prefix(300), as: UTF8.self)
         return RbeeError(
             status == 404 ? .notFound : status >= 500 ? .unavailable : .invalidRequest,
-            "\(origin(url)) answered \(status)\(text.isEmpty ? "" : ": " + text)", retryAfter: retryAfter, status: status)
+            "\(origin(url)) answered \(status)\(text.isEmpty ? "" : ": " + text)", details: ["url": .string(origin(url)), "answer": .string(text)], retryAfter: retryAfter,
+            status: status)
     }
 
     /// A peer that answered, but not in rbee's API: another program on the port, or another

@@ -8,20 +8,31 @@ import Glibc
 #endif
 
 /// Where the queen is, and how to reach it: `RBEE_QUEEN_URL` (default `http://127.0.0.1:7833`),
-/// `RBEE_API_TOKEN`, `RBEE_HOME`.
+/// `RBEE_API_TOKEN` or a token file (`--token-file`, `RBEE_API_TOKEN_FILE`), `RBEE_HOME`.
 public struct QueenConnection: Sendable {
     public static let defaultURL = "http://127.0.0.1:7833"
 
     public var url: String
     public var token: String?
+    /// Where the token came from, to name when the queen refuses it.
+    public var tokenSource: String?
+    /// The token file given, passed on to a queen this command starts.
+    public var tokenFile: String?
     public var home: String
 
-    public init(url: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+    public init(url: String? = nil, tokenFile: String? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
         var url = url ?? environment["RBEE_QUEEN_URL"] ?? Self.defaultURL
         while url.hasSuffix("/") { url.removeLast() }
         self.url = url
-        self.token = environment["RBEE_API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
         self.home = environment["RBEE_HOME"] ?? NSHomeDirectory() + "/.rbee"
+        self.tokenFile = tokenFile ?? environment["RBEE_API_TOKEN_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        if let token = environment["RBEE_API_TOKEN"], !token.isEmpty {
+            self.token = token
+            self.tokenSource = "RBEE_API_TOKEN"
+        } else if let file = self.tokenFile, let token = try? APIToken.load(environment: [:], tokenFile: file) {
+            self.token = token.value
+            self.tokenSource = file
+        }
     }
 
     var client: RbeeClient { RbeeClient(token: token, unreachableCode: .unavailable) }
@@ -65,9 +76,64 @@ public struct QueenConnection: Sendable {
         }
     }
 
+    /// The server's error in words that say what to do: a missing or refused token, no queen, or
+    /// something on the port that is not an rbee queen.
     func explained(_ error: RbeeError) -> RbeeError {
-        guard error.code == .unavailable, error.status == nil else { return error }
-        return RbeeError(.unavailable, "no queen answers at \(url) (start one with `rbee queen start`, or set RBEE_QUEEN_URL)")
+        var explained = error
+        switch error.code {
+        case .missingAPIKey:
+            explained.message = "the queen at \(url) needs an API token: set RBEE_API_TOKEN, or pass --token-file with the file the queen reads"
+        case .invalidAPIKey:
+            explained.message =
+                "the queen at \(url) refused the API token from \(tokenSource ?? "this command"): set RBEE_API_TOKEN or --token-file to the token the queen was started with"
+        case .unavailable where error.status == nil:
+            explained.message = "no queen answers at \(url) (start one with `rbee queen start`, or set RBEE_QUEEN_URL)"
+        default:
+            // An answer from the queen's address that is no rbee error body (RbeeClient keeps it
+            // in "answer"); a hive's such answer relayed by the queen names the hive's address.
+            guard error.details["answer"] != nil, error.details["url"] == .string(RbeeClient.origin(url)), let status = error.status else {
+                return error
+            }
+            explained.message =
+                "\(url) answered \(status), but not as an rbee \(RbeeVersion.version) queen does: another program on that port, or another version of rbee"
+        }
+        return explained
+    }
+
+    /// What answers at `url`: a queen this CLI can talk to, nothing, or something else (another
+    /// program, or a queen of another API version), named.
+    enum Peer: Sendable {
+        case queen(QueenHealth)
+        case nothing
+        case other(RbeeError)
+    }
+
+    func peer(timeout: Duration = .seconds(2)) async -> Peer {
+        let data: Data
+        do {
+            data = try await client.call(.GET, url + "/health", timeout: timeout)
+        } catch {
+            return error.code == .unavailable && error.status == nil ? .nothing : .other(explained(error))
+        }
+        struct Versions: Decodable {
+            let version: String
+            let apiVersion: Int
+            enum CodingKeys: String, CodingKey {
+                case version
+                case apiVersion = "api_version"
+            }
+        }
+        if let versions = try? JSONDecoder().decode(Versions.self, from: data), versions.apiVersion != RbeeVersion.apiVersion {
+            return .other(
+                RbeeError(
+                    .versionMismatch,
+                    "the queen at \(url) is rbee \(versions.version) (API v\(versions.apiVersion)); this rbee is \(RbeeVersion.version) (API v\(RbeeVersion.apiVersion)): use a matching rbee",
+                    details: ["theirs": .string(versions.version), "ours": .string(RbeeVersion.version)]))
+        }
+        guard let health = try? JSONDecoder().decode(QueenHealth.self, from: data) else {
+            return .other(explained(client.notRbee(url + "/health", body: data)))
+        }
+        return .queen(health)
     }
 }
 
@@ -83,6 +149,7 @@ enum DetachedQueen {
         try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         let log = logDirectory + "/queen.log"
         var arguments = ["--port", "\(connection.port)", "--home", connection.home]
+        if let file = connection.tokenFile { arguments += ["--token-file", file] }
         for directory in Set(modelDirectories).sorted() { arguments += ["--model-dir", directory] }
         status.show("starting queen-rbee on \(connection.url)…")
         let began = ContinuousClock.now

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RbeeAPI
+import RbeeHTTP
 
 #if canImport(Glibc)
 import Glibc
@@ -58,8 +59,22 @@ public struct RbeeCommand: AsyncParsableCommand {
 /// Where the queen is; every command takes it.
 struct QueenOptions: ParsableArguments {
     @Option(name: .customLong("queen-url"), help: "The queen [RBEE_QUEEN_URL, http://127.0.0.1:7833].") var queenURL: String?
+    @Option(
+        name: .customLong("token-file"),
+        help: "A file holding the queen's API token, mode 0600 [RBEE_API_TOKEN_FILE]; RBEE_API_TOKEN wins when both are set.")
+    var tokenFile: String?
 
-    var connection: QueenConnection { QueenConnection(url: queenURL) }
+    var connection: QueenConnection { QueenConnection(url: queenURL, tokenFile: tokenFile) }
+
+    /// A token file that cannot be used is a usage error, before anything is sent.
+    func validate() throws {
+        guard let file = tokenFile ?? ProcessInfo.processInfo.environment["RBEE_API_TOKEN_FILE"] else { return }
+        do {
+            _ = try APIToken.load(environment: [:], tokenFile: file)
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
 }
 
 /// Output format of list commands.

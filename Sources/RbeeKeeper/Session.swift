@@ -28,7 +28,11 @@ struct Session: Sendable {
         _ connection: QueenConnection, autoStart: Bool, model: String?, status: StatusLine, _ body: @Sendable (Session) async throws -> T
     ) async throws -> T {
         let session = Session(connection: connection)
-        if await connection.health() != nil { return try await body(session) }
+        switch await connection.peer() {
+        case .queen: return try await body(session)
+        case .other(let error): throw error
+        case .nothing: break
+        }
         guard autoStart, connection.isLocal else { throw connection.explained(RbeeError(.unavailable, "")) }
         var directories = [URL(fileURLWithPath: String(defaultModel.dropFirst(5))).deletingLastPathComponent().path]
         if let model, model.hasPrefix("file:") {
@@ -66,6 +70,7 @@ final class PrivateQueen: Sendable {
         try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         log = logDirectory + "/queen.log"
         var arguments = ["--port", "\(connection.port)", "--home", connection.home, "--exit-with-parent", "--local-hive-port", "0"]
+        if let file = connection.tokenFile { arguments += ["--token-file", file] }
         for directory in Set(modelDirectories).sorted() { arguments += ["--model-dir", directory] }
         process = ChildProcess(executable: binary, arguments: arguments, logFile: log, grace: .seconds(30))
     }

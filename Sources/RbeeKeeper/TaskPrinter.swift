@@ -109,7 +109,7 @@ final class TaskPrinter: Sendable {
         } catch {
             status.clear()
             Self.endLine(after: text)
-            throw RbeeError(.unavailable, "the connection to the queen broke: \(error)")
+            throw RbeeError(.unavailable, "the queen at \(connection.url) went away in the middle of the answer (\(error))")
         }
         status.clear()
         Self.endLine(after: text)

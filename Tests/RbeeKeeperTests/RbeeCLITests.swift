@@ -6,6 +6,7 @@ import RbeeAPI
 import RbeeTestSupport
 import Synchronization
 import Testing
+import Hummingbird
 
 #if canImport(Glibc)
 import Glibc
@@ -176,5 +177,62 @@ func workerProcesses() -> Set<String> {
         #expect(stoppedByCommand, "rbee queen stop ends the queen")
         await queen.stop(grace: .seconds(5))
         #expect(processes(containing: home).isEmpty, "left running: \(processes(containing: home))")
+    }
+
+    /// Each error says what to do: which token to set, that the queen went away mid-answer, that
+    /// something other than a queen of this version answers.
+    @Test func errorsSayWhatToDo() async throws {
+        let home = try temporaryHome()
+        let port = freePort()
+        let token = "rbee-test-token-" + String(UUID().uuidString.prefix(8))
+        let modelDirectory = URL(fileURLWithPath: NSHomeDirectory() + "/.cache/rbee/models").path
+        let queen = try Daemon(
+            PathLaunch(
+                "queen-rbee", ["--port", "\(port)", "--home", home, "--local-hive-port", "0", "--model-dir", modelDirectory],
+                environment: ["RBEE_API_TOKEN": token]),
+            url: "http://127.0.0.1:\(port)", log: home + "/queen.log")
+        defer { Task { await queen.stop() } }
+        try await queen.waitHealthy()
+        let base = ["RBEE_HOME": home, "RBEE_QUEEN_URL": queen.url]
+
+        let missing = try RbeeRun(["ps"], environment: base)
+        #expect(await missing.wait() == 1)
+        #expect(missing.stderr.contains("needs an API token") && missing.stderr.contains("RBEE_API_TOKEN") && missing.stderr.contains("--token-file"), "\(missing.stderr)")
+        let wrong = try RbeeRun(["ps"], environment: base.merging(["RBEE_API_TOKEN": "not-the-token"]) { $1 })
+        #expect(await wrong.wait() == 1)
+        #expect(wrong.stderr.contains("refused the API token from RBEE_API_TOKEN"), "\(wrong.stderr)")
+        let file = home + "/token"
+        try Data((token + "\n").utf8).write(to: URL(fileURLWithPath: file))
+        chmod(file, 0o644)
+        let open = try RbeeRun(["ps", "--token-file", file], environment: base)
+        #expect(await open.wait() == 2, "a token file others can read is a usage error")
+        #expect(open.stderr.contains("chmod 600"), "\(open.stderr)")
+        chmod(file, 0o600)
+        let fromFile = try RbeeRun(["ps", "--token-file", file], environment: base)
+        #expect(await fromFile.wait() == 0, "\(fromFile.stderr)")
+
+        // The queen killed while it streams an answer.
+        let long = try RbeeRun(
+            ["infer", "--no-start", "--max-tokens", "3000", "--ignore-eos", "Tell me a long story"],
+            environment: base.merging(["RBEE_API_TOKEN": token]) { $1 })
+        try await waitUntil(.seconds(60)) { long.stdout.count > 20 }
+        kill(queen.pid, SIGKILL)
+        #expect(await long.wait(timeout: .seconds(10)) == 1)
+        #expect(long.stderr.contains("the queen at \(queen.url) went away"), "\(long.stderr)")
+        try await waitUntil(.seconds(10)) { processes(containing: home).isEmpty }
+
+        // Something else on the port, and a queen of another API version.
+        let router = Router()
+        router.get("/health") { _, _ in #"{"status":"ok","version":"9.0.0","api_version":99}"# }
+        router.get("/v1/workers") { _, _ in "<html>hello</html>" }
+        router.post("/v2/tasks") { _, _ -> Response in Response(status: .notFound, body: .init(byteBuffer: ByteBuffer(string: "<html>no</html>"))) }
+        let other = await StandInServer.start(router)
+        let newer = try RbeeRun(["infer", "--no-start", "Hello"], environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": other.url])
+        #expect(await newer.wait() == 1)
+        #expect(newer.stderr.contains("rbee 9.0.0 (API v99)"), "\(newer.stderr)")
+        let ps = try RbeeRun(["ps"], environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": other.url])
+        #expect(await ps.wait() == 1)
+        #expect(ps.stderr.contains("another program on that port"), "\(ps.stderr)")
+        await other.stop()
     }
 }
