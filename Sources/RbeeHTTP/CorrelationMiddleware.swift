@@ -26,8 +26,13 @@ public struct CorrelationMiddleware: RouterMiddleware {
 
     public static let header = HTTPField.Name("X-Correlation-Id")!
     let renderer: ErrorRenderer
+    /// Counts each error answer by code (`rbee_<program>_errors_total`).
+    let metrics: MetricRegistry?
 
-    public init(renderer: ErrorRenderer = .native) { self.renderer = renderer }
+    public init(renderer: ErrorRenderer = .native, metrics: MetricRegistry? = nil) {
+        self.renderer = renderer
+        self.metrics = metrics
+    }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
@@ -46,6 +51,7 @@ public struct CorrelationMiddleware: RouterMiddleware {
             } else {
                 context.logger.debug("request refused", metadata: ["error": "\(rbeeError)"])
             }
+            metrics?.recordError(rbeeError.code)
             response = renderer.render(rbeeError, request.uri.path, id)
             if let challenge = Self.challenge(for: rbeeError) { response.headers[.wwwAuthenticate] = challenge }
         }

@@ -3,10 +3,10 @@ import Hummingbird
 extension Router where Context == RbeeRequestContext {
     /// A router with the middleware every rbee daemon uses, outermost first: correlation ids and
     /// the error answers (`errors` chooses their shape by route), then bearer-token auth (every
-    /// route but `/health`).
-    public static func rbee(token: APIToken?, errors: ErrorRenderer = .native) -> Router<RbeeRequestContext> {
+    /// route but `/health`). Error answers are counted by code in `metrics`.
+    public static func rbee(token: APIToken?, errors: ErrorRenderer = .native, metrics: MetricRegistry? = nil) -> Router<RbeeRequestContext> {
         let router = Router(context: RbeeRequestContext.self)
-        router.add(middleware: CorrelationMiddleware(renderer: errors))
+        router.add(middleware: CorrelationMiddleware(renderer: errors, metrics: metrics))
         router.add(middleware: BearerAuthMiddleware(token: token))
         return router
     }

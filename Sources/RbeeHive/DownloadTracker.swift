@@ -23,9 +23,12 @@ public final class DownloadTracker: Sendable {
 
     private let state = Mutex(State())
     let retention: Duration
+    /// Told each download's terminal event (metrics).
+    let onEnd: @Sendable (DownloadProgress) -> Void
 
-    public init(retention: Duration = .seconds(600)) {
+    public init(retention: Duration = .seconds(600), onEnd: @escaping @Sendable (DownloadProgress) -> Void = { _ in }) {
         self.retention = retention
+        self.onEnd = onEnd
     }
 
     /// Starts `work` for `modelID` unless a download of that model is running; returns the
@@ -50,6 +53,7 @@ public final class DownloadTracker: Sendable {
                 if !event.isTerminal { progress.publish(event) }
             }
             progress.publish(terminal)
+            self.onEnd(terminal)
             self.state.withLock { state in
                 state.entries[id]?.finishedAt = .now
                 state.activeByModel[modelID] = nil

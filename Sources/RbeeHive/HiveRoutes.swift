@@ -37,7 +37,7 @@ struct HiveRoutes: Sendable {
         router.delete("/v1/workers/{id}") { _, context in
             let id = context.parameters.get("id") ?? ""
             // The stop goes on in the background; the list shows how it ended.
-            guard let info = supervisor.requestStop(id, reason: "DELETE /v1/workers/\(id)") else {
+            guard let info = supervisor.requestStop(id, reason: .init(.requested, "DELETE /v1/workers/\(id)")) else {
                 throw RbeeError(.workerNotFound, "no worker \(id) in this hive", details: ["worker_id": .string(id)])
             }
             return Response.json(info, status: .accepted)
@@ -100,7 +100,7 @@ struct HiveRoutes: Sendable {
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: ResponseBody(
-                    byteBuffer: ByteBuffer(string: metrics.render(downloads: provisioner.tracker.counts(), workers: supervisor.list()))))
+                    byteBuffer: ByteBuffer(string: metrics.render(downloadsActive: provisioner.tracker.counts().active, workers: supervisor.list()))))
         }
     }
 

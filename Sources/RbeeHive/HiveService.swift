@@ -25,10 +25,10 @@ public final class HiveService: Sendable {
         let catalog = try await ModelCatalog(home: configuration.home, logger: logger)
         self.provisioner = ModelProvisioner(
             catalog: catalog, settings: configuration.downloads, extraModelDirectories: configuration.extraModelDirectories,
-            logger: logger, background: background, onBytes: { metrics.recordBytes($0) })
+            logger: logger, background: background, metrics: metrics)
         self.supervisor = WorkerSupervisor(
             settings: configuration.supervision, provisioner: provisioner, token: configuration.token,
-            logDirectory: configuration.home + "/logs/workers", logger: logger)
+            logDirectory: configuration.home + "/logs/workers", logger: logger, metrics: metrics)
     }
 
     /// The port the server listens on, once it does.
@@ -39,7 +39,7 @@ public final class HiveService: Sendable {
 
     /// The hive's routes with their middleware (correlation ids, errors, bearer auth).
     public func makeRouter() -> Router<RbeeRequestContext> {
-        let router = Router.rbee(token: configuration.token)
+        let router = Router.rbee(token: configuration.token, metrics: metrics.registry)
         HiveRoutes(
             configuration: configuration, provisioner: provisioner, supervisor: supervisor, metrics: metrics, shutdown: shutdownSwitch
         ).register(on: router)

@@ -19,15 +19,15 @@ public final class ModelProvisioner: Sendable {
 
     public init(
         catalog: ModelCatalog, settings: DownloadSettings, extraModelDirectories: [String] = [], client: HTTPClient = .rbee,
-        logger: Logger, background: BackgroundTasks = BackgroundTasks(), onBytes: @escaping @Sendable (Int) -> Void = { _ in }
+        logger: Logger, background: BackgroundTasks = BackgroundTasks(), metrics: HiveMetrics = HiveMetrics()
     ) {
         self.catalog = catalog
         self.background = background
-        self.tracker = DownloadTracker()
+        self.tracker = DownloadTracker(onEnd: { metrics.recordDownload($0) })
         self.settings = settings
         self.logger = logger
         self.allowedDirectories = ([catalog.modelDirectory] + extraModelDirectories).map { Self.resolved($0) }
-        self.downloader = ModelDownloader(client: client, settings: settings, catalog: catalog, logger: logger, onBytes: onBytes)
+        self.downloader = ModelDownloader(client: client, settings: settings, catalog: catalog, logger: logger, onBytes: { metrics.recordBytes($0) })
     }
 
     /// `POST /v1/models/download`: answers at once with `cached` or a download to follow.

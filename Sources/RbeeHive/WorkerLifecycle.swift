@@ -14,6 +14,25 @@ import RbeeAPI
 struct WorkerLifecycle: Sendable {
     typealias Instant = ContinuousClock.Instant
 
+    /// Why the hive stops a worker: a kind from a short list (a metric label) and the words for
+    /// the log.
+    struct StopReason: Sendable, Equatable, CustomStringConvertible {
+        enum Kind: String, Sendable {
+            case requested, shutdown, idle, unhealthy, silent
+            case loadingTimeout = "loading_timeout"
+            case loadFailed = "load_failed"
+        }
+        let kind: Kind
+        let text: String
+
+        init(_ kind: Kind, _ text: String) {
+            self.kind = kind
+            self.text = text
+        }
+
+        var description: String { text }
+    }
+
     enum Phase: Sendable, Equatable {
         /// Waiting for its model (a download).
         case starting
@@ -24,9 +43,9 @@ struct WorkerLifecycle: Sendable {
         /// Serving, every slot busy.
         case busy
         /// Asked to stop (SIGTERM, then SIGKILL after the grace period).
-        case stopping(reason: String)
+        case stopping(reason: StopReason)
         /// Ended as asked.
-        case stopped(reason: String)
+        case stopped(reason: StopReason)
         case failed(RbeeError)
 
         var isEnded: Bool {
@@ -40,7 +59,7 @@ struct WorkerLifecycle: Sendable {
     enum Action: Sendable, Equatable {
         case launch(modelPath: String)
         /// Stop the process; it reports its exit.
-        case stop(reason: String)
+        case stop(reason: StopReason)
         case probe
         /// Remove the record: nothing more will be said of it.
         case forget
@@ -146,7 +165,7 @@ struct WorkerLifecycle: Sendable {
         self.slotsTotal = slotsTotal
         if let failure {
             stopFailure = failure
-            return stop(reason: "failed to load", forget: false)
+            return stop(reason: StopReason(.loadFailed, "failed to load"), forget: false)
         }
         if phase == .loading || phase == .starting { phase = .ready }
         return []
@@ -174,7 +193,7 @@ struct WorkerLifecycle: Sendable {
         lastProbe = now
         probeFailures = healthy ? 0 : probeFailures + 1
         guard probeFailures >= 3, isServing else { return [] }
-        return stop(reason: "3 failed health probes", forget: true)
+        return stop(reason: StopReason(.unhealthy, "3 failed health probes"), forget: true)
     }
 
     /// Time passed: the loading timeout, heartbeat silence, idleness, and probes due.
@@ -184,11 +203,15 @@ struct WorkerLifecycle: Sendable {
             stopFailure = RbeeError(
                 .loadingTimeout, "the worker did not load its model within \(Int(timers.loadingTimeout.milliseconds / 1000)) s",
                 details: ["worker_id": .string(workerID)])
-            return stop(reason: "loading timeout", forget: false)
+            return stop(reason: StopReason(.loadingTimeout, "loading timeout"), forget: false)
         case .ready, .busy:
             let silent = now - (lastHeartbeat ?? startedAt)
-            if silent > timers.heartbeatInterval * 3 { return stop(reason: "no heartbeat for \(Int(silent.milliseconds / 1000)) s", forget: true) }
-            if now - lastActivity > timers.idleTimeout { return stop(reason: "idle for \(Int(timers.idleTimeout.milliseconds / 1000)) s", forget: true) }
+            if silent > timers.heartbeatInterval * 3 {
+                return stop(reason: StopReason(.silent, "no heartbeat for \(Int(silent.milliseconds / 1000)) s"), forget: true)
+            }
+            if now - lastActivity > timers.idleTimeout {
+                return stop(reason: StopReason(.idle, "idle for \(Int(timers.idleTimeout.milliseconds / 1000)) s"), forget: true)
+            }
             if now - lastProbe >= timers.healthProbeInterval {
                 lastProbe = now
                 return [.probe]
@@ -204,7 +227,7 @@ struct WorkerLifecycle: Sendable {
 
     /// The hive (a `DELETE`, its shutdown) asks the worker to stop. `failure`: what a worker that
     /// never started ends with (`CANCELLED` when the hive shuts down under a spawn).
-    mutating func stopRequested(reason: String, forget: Bool, failure: RbeeError? = nil, now: Instant) -> [Action] {
+    mutating func stopRequested(reason: StopReason, forget: Bool, failure: RbeeError? = nil, now: Instant) -> [Action] {
         if phase == .starting, !running, let failure { stopFailure = failure }
         if phase == .starting, !running { endedAt = now }
         return stop(reason: reason, forget: forget)
@@ -227,7 +250,7 @@ struct WorkerLifecycle: Sendable {
         return forgetOnExit ? [.forget] : []
     }
 
-    private mutating func stop(reason: String, forget: Bool) -> [Action] {
+    private mutating func stop(reason: StopReason, forget: Bool) -> [Action] {
         forgetOnExit = forgetOnExit || forget
         switch phase {
         case .stopping:

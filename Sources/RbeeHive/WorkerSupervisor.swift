@@ -65,6 +65,7 @@ public final class WorkerSupervisor: Service, Sendable {
     private let token: APIToken?
     private let logger: Logger
     private let client: HTTPClient
+    private let metrics: HiveMetrics
     /// Where workers' logs go.
     let logDirectory: String
     /// The URL workers call back on (listening, ready, heartbeats); set once the server listens.
@@ -74,8 +75,9 @@ public final class WorkerSupervisor: Service, Sendable {
 
     init(
         settings: SupervisionSettings, provisioner: ModelProvisioner, token: APIToken?, logDirectory: String, logger: Logger,
-        client: HTTPClient = .rbee
+        client: HTTPClient = .rbee, metrics: HiveMetrics = HiveMetrics()
     ) {
+        self.metrics = metrics
         self.settings = settings
         self.provisioner = provisioner
         self.token = token
@@ -248,6 +250,7 @@ public final class WorkerSupervisor: Service, Sendable {
             } catch {
                 job.logger.error("worker could not start", metadata: ["error": "\(error)"])
                 update(job.workerID) { $0.modelFailed(error, now: .now) }
+                metrics.recordSpawn(launched: false)
                 return
             }
         }
@@ -255,6 +258,7 @@ public final class WorkerSupervisor: Service, Sendable {
         guard !closing, !Task.isCancelled, update(job.workerID, { $0.modelArrived(path: modelPath) })?.contains(.launch(modelPath: modelPath)) == true
         else {
             update(job.workerID) { $0.modelFailed(RbeeError(.cancelled, "the worker was stopped before it started"), now: .now) }
+            metrics.recordSpawn(launched: false)
             return
         }
         await launch(job, modelPath: modelPath, record: record)
@@ -287,6 +291,7 @@ public final class WorkerSupervisor: Service, Sendable {
             if let configured = settings.workerBinary { binary = configured } else { binary = try ProgramDirectory.program("llm-worker-rbee") }
         } catch {
             update(job.workerID) { $0.launchFailed(error, now: .now) }
+            metrics.recordSpawn(launched: false)
             record.listening.publish(.failure(error))
             return
         }
@@ -310,11 +315,14 @@ public final class WorkerSupervisor: Service, Sendable {
             do throws(RbeeError) {
                 let termination = try await process.run(stop: record.stop) { [self] pid in
                     update(job.workerID) { $0.launched(pid: pid, progressURL: base + "/v1/workers/\(job.workerID)/progress", now: .now) }
+                    metrics.recordSpawn(launched: true)
                     job.logger.info("worker started", metadata: ["model_path": "\(modelPath)", "pid": "\(pid)", "log": "\(record.logFile)"])
                 }
                 let (actions, expected, failure) = state.withLock { state -> ([WorkerLifecycle.Action], Bool, RbeeError?) in
                     guard var lifecycle = state.records[job.workerID]?.lifecycle else { return ([], true, nil) }
-                    let expected = if case .stopping = lifecycle.phase { true } else { false }
+                    let stopReason: WorkerLifecycle.StopReason? = if case .stopping(let reason) = lifecycle.phase { reason } else { nil }
+                    let expected = stopReason != nil
+                    metrics.recordStop(reason: stopReason?.kind.rawValue ?? "crashed")
                     let actions = lifecycle.exited(status: termination.status, stderrTail: termination.stderrTail, now: .now)
                     state.records[job.workerID]?.lifecycle = lifecycle
                     return (actions, expected, lifecycle.info(now: .now).error)
@@ -336,6 +344,7 @@ public final class WorkerSupervisor: Service, Sendable {
             } catch {
                 job.logger.error("worker could not start", metadata: ["error": "\(error)"])
                 update(job.workerID) { $0.launchFailed(error, now: .now) }
+                metrics.recordSpawn(launched: false)
                 record.listening.publish(.failure(error))
             }
             group.cancelAll()
@@ -398,7 +407,7 @@ public final class WorkerSupervisor: Service, Sendable {
     /// with its state (`stopping`); it stays listed until `endedRetention` after its end, or
     /// goes as soon as it ended with `forget`. Nil for an unknown worker.
     @discardableResult
-    public func requestStop(_ workerID: String, reason: String, forget: Bool = false, failure: RbeeError? = nil) -> HiveWorkerInfo? {
+    func requestStop(_ workerID: String, reason: WorkerLifecycle.StopReason, forget: Bool = false, failure: RbeeError? = nil) -> HiveWorkerInfo? {
         guard let record = state.withLock({ $0.records[workerID] }) else { return nil }
         let actions = update(workerID) { $0.stopRequested(reason: reason, forget: forget, failure: failure, now: .now) } ?? []
         logger.info("stopping worker", metadata: ["worker_id": "\(workerID)", "reason": "\(reason)"])
@@ -410,7 +419,7 @@ public final class WorkerSupervisor: Service, Sendable {
     }
 
     /// `requestStop`, then waits until the worker's task has ended.
-    public func stop(_ workerID: String, reason: String, forget: Bool = true, failure: RbeeError? = nil) async -> Bool {
+    func stop(_ workerID: String, reason: WorkerLifecycle.StopReason, forget: Bool = true, failure: RbeeError? = nil) async -> Bool {
         guard let record = state.withLock({ $0.records[workerID] }) else { return false }
         requestStop(workerID, reason: reason, forget: forget, failure: failure)
         await record.ended.wait()
@@ -428,7 +437,7 @@ public final class WorkerSupervisor: Service, Sendable {
         let cancelled = RbeeError(.cancelled, "the hive shut down before the worker started")
         await withTaskGroup(of: Void.self) { group in
             for id in ids {
-                group.addTask { _ = await self.stop(id, reason: "hive shutdown", forget: false, failure: cancelled) }
+                group.addTask { _ = await self.stop(id, reason: .init(.shutdown, "hive shutdown"), forget: false, failure: cancelled) }
             }
             var stopped = 0
             for await _ in group {

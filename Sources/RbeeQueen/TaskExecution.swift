@@ -88,19 +88,19 @@ struct TaskExecution: Sendable {
                 }
             }
         } catch let error as RbeeError where !Task.isCancelled {
-            metrics.taskFailed(model: servedBy, code: error.code)
+            metrics.taskFailed(model: servedBy, code: error.code, streamed: task.request.stream)
             emitter.emit(.error(error))
         } catch {
             scheduler.cancel(placement.id)
             switch control.reason {
             case .deadline?:
-                metrics.taskFailed(model: servedBy, code: .deadlineExceeded)
+                metrics.taskFailed(model: servedBy, code: .deadlineExceeded, streamed: task.request.stream)
                 emitter.emit(.error(RbeeError(.deadlineExceeded, "the request deadline passed before it finished")))
             case .cancelRequested?:
                 emitter.emit(
                     .end(GenerationStats(tokensOut: emitter.tokensSent, promptTokens: 0, ttftMs: 0, decodeMs: 0, tokensPerSec: 0, stopReason: .cancelled)))
             case .shutdown?:
-                metrics.taskFailed(model: servedBy, code: .unavailable)
+                metrics.taskFailed(model: servedBy, code: .unavailable, streamed: task.request.stream)
                 emitter.emit(.error(RbeeError(.unavailable, "the queen is shutting down", retryAfter: 1)))
             case nil:
                 emitter.emit(.error(RbeeError(.cancelled, "the client went away")))

@@ -36,3 +36,35 @@ public func delete(_ url: String) async throws -> HTTPClientResponse {
 }
 
 public func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T { try JSONDecoder().decode(type, from: data) }
+
+/// What is wrong with a Prometheus text answer: samples whose family lacks `# HELP` or `# TYPE`,
+/// and lines that are neither samples nor comments. Empty when it is valid.
+public func prometheusProblems(_ text: String) -> [String] {
+    var helped = Set<String>()
+    var typed: [String: String] = [:]
+    var problems: [String] = []
+    for line in text.split(separator: "\n") {
+        let words = line.split(separator: " ", maxSplits: 3)
+        if line.hasPrefix("# HELP "), words.count >= 3 {
+            helped.insert(String(words[2]))
+        } else if line.hasPrefix("# TYPE "), words.count == 4 {
+            typed[String(words[2])] = String(words[3])
+        } else if line.hasPrefix("#") {
+            problems.append("unknown comment: \(line)")
+        } else {
+            let name = String(line.prefix { $0 != "{" && $0 != " " })
+            guard line.split(separator: " ").count >= 2, Double(line.split(separator: " ").last ?? "") != nil || line.hasSuffix("Inf") else {
+                problems.append("not a sample: \(line)")
+                continue
+            }
+            var family = name
+            for suffix in ["_bucket", "_sum", "_count"] where name.hasSuffix(suffix) && typed[name] == nil {
+                let base = String(name.dropLast(suffix.count))
+                if typed[base] == "histogram" { family = base }
+            }
+            if typed[family] == nil { problems.append("\(family) has no # TYPE") }
+            if !helped.contains(family) { problems.append("\(family) has no # HELP") }
+        }
+    }
+    return problems
+}

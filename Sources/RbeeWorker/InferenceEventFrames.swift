@@ -37,6 +37,7 @@ struct InferenceEventFrames: AsyncSequence, Sendable {
             case .end, .error:
                 sentTerminal = true
                 metrics.record(terminal: event)
+                if case .error(let error) = event { metrics.registry.recordError(error.code) }
             case .started:
                 break
             }

@@ -1,43 +1,38 @@
-import CoreMetrics
-import Metrics
 import Prometheus
 import RbeeAPI
+import RbeeHTTP
 import RbeeInference
 
-/// The worker's Prometheus metrics. They are created with an explicit factory rather than the
-/// global `MetricsSystem`, so each worker (and each test) has its own registry.
+/// The worker's Prometheus metrics (`rbee_worker_…`), each family with its HELP and TYPE.
 public final class WorkerMetrics: Sendable {
-    public let registry = PrometheusCollectorRegistry()
-    private let completed: Metrics.Counter
-    private let cancelled: Metrics.Counter
-    private let failed: Metrics.Counter
-    private let rejected: Metrics.Counter
-    private let promptTokens: Metrics.Counter
-    private let generatedTokens: Metrics.Counter
-    private let timeToFirstToken: Metrics.Timer
-    private let interTokenLatency: Metrics.Timer
-    private let queueDepth: Metrics.Gauge
-    private let slotsBusy: Metrics.Gauge
-    private let slotsTotal: Metrics.Gauge
+    public let registry = MetricRegistry(program: "worker")
+    private let completed: Counter
+    private let cancelled: Counter
+    private let failed: Counter
+    private let rejected: Counter
+    private let promptTokens: Counter
+    private let generatedTokens: Counter
+    private let timeToFirstToken: DurationHistogram
+    private let interTokenLatency: DurationHistogram
+    private let queueDepth: Gauge
+    private let slotsBusy: Gauge
+    private let slotsTotal: Gauge
 
     public init() {
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
-            .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30),
-        ]
-        let requests = "rbee_worker_requests_total"
-        completed = Metrics.Counter(label: requests, dimensions: [("outcome", "completed")], factory: factory)
-        cancelled = Metrics.Counter(label: requests, dimensions: [("outcome", "cancelled")], factory: factory)
-        failed = Metrics.Counter(label: requests, dimensions: [("outcome", "error")], factory: factory)
-        rejected = Metrics.Counter(label: requests, dimensions: [("outcome", "rejected")], factory: factory)
-        promptTokens = Metrics.Counter(label: "rbee_worker_prompt_tokens_total", factory: factory)
-        generatedTokens = Metrics.Counter(label: "rbee_worker_generated_tokens_total", factory: factory)
-        timeToFirstToken = Metrics.Timer(label: "rbee_worker_time_to_first_token_seconds", factory: factory)
-        interTokenLatency = Metrics.Timer(label: "rbee_worker_inter_token_latency_seconds", factory: factory)
-        queueDepth = Metrics.Gauge(label: "rbee_worker_queue_depth", factory: factory)
-        slotsBusy = Metrics.Gauge(label: "rbee_worker_slots_busy", factory: factory)
-        slotsTotal = Metrics.Gauge(label: "rbee_worker_slots_total", factory: factory)
+        let requests = "Requests by how they ended: completed, cancelled, error, or rejected (queue full)."
+        completed = registry.counter("requests_total", help: requests, labels: [("outcome", "completed")])
+        cancelled = registry.counter("requests_total", help: requests, labels: [("outcome", "cancelled")])
+        failed = registry.counter("requests_total", help: requests, labels: [("outcome", "error")])
+        rejected = registry.counter("requests_total", help: requests, labels: [("outcome", "rejected")])
+        promptTokens = registry.counter("prompt_tokens_total", help: "Prompt tokens evaluated.")
+        generatedTokens = registry.counter("generated_tokens_total", help: "Tokens generated.")
+        timeToFirstToken = registry.durationHistogram(
+            "time_to_first_token_seconds", help: "From admission to the first generated token.", buckets: MetricRegistry.latencyBuckets)
+        interTokenLatency = registry.durationHistogram(
+            "inter_token_latency_seconds", help: "Between consecutive tokens of a stream.", buckets: MetricRegistry.latencyBuckets)
+        queueDepth = registry.gauge("queue_depth", help: "Requests waiting for a slot.")
+        slotsBusy = registry.gauge("slots_busy", help: "Slots generating now.")
+        slotsTotal = registry.gauge("slots_total", help: "Slots of this worker (--parallel).")
     }
 
     func recordRejected() { rejected.increment() }
@@ -49,10 +44,11 @@ public final class WorkerMetrics: Sendable {
         switch event {
         case .end(let stats):
             (stats.stopReason == .cancelled ? cancelled : completed).increment()
-            promptTokens.increment(by: stats.promptTokens)
-            generatedTokens.increment(by: stats.tokensOut)
+            promptTokens.increment(by: Int64(stats.promptTokens))
+            generatedTokens.increment(by: Int64(stats.tokensOut))
             if stats.tokensOut > 0 { timeToFirstToken.recordNanoseconds(Int64(stats.ttftMs * 1_000_000)) }
         case .error:
+            // Its code is counted where it is answered: the error middleware, or a stream's frame.
             failed.increment()
         case .started, .token:
             break
@@ -61,11 +57,9 @@ public final class WorkerMetrics: Sendable {
 
     /// Prometheus text, with the gauges read from the engine at scrape time.
     func render(_ snapshot: Engine.Snapshot) -> String {
-        queueDepth.record(snapshot.queueDepth)
-        slotsBusy.record(snapshot.slotsBusy)
-        slotsTotal.record(snapshot.slotsTotal)
-        var buffer: [UInt8] = []
-        registry.emit(into: &buffer)
-        return String(decoding: buffer, as: UTF8.self)
+        queueDepth.set(Int64(snapshot.queueDepth))
+        slotsBusy.set(Int64(snapshot.slotsBusy))
+        slotsTotal.set(Int64(snapshot.slotsTotal))
+        return registry.render()
     }
 }

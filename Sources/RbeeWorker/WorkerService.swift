@@ -40,7 +40,7 @@ public final class WorkerService: Sendable {
 
     /// The worker's routes with their middleware (correlation ids, errors, bearer auth).
     public func makeRouter() -> Router<RbeeRequestContext> {
-        let router = Router.rbee(token: configuration.token)
+        let router = Router.rbee(token: configuration.token, metrics: metrics.registry)
         WorkerRoutes(configuration: configuration, engine: engine, metrics: metrics, shutdown: shutdownSwitch).register(on: router)
         return router
     }

@@ -36,6 +36,8 @@ import Testing
         #expect(late.events.first.map { if case .complete = $0 { true } else { false } } == true)
         #expect(hive.modelFiles == ["gemma-3-270m-q4_k_m.gguf"])
         #expect(server.requests == 1)
+        let metrics = String(decoding: try await get(hive.baseURL + "/metrics").1, as: UTF8.self)
+        #expect(metrics.contains(#"rbee_hive_downloads_total{outcome="completed"} 1"#) && metrics.contains("rbee_hive_bytes_downloaded_total \(modelSize)"), "\(metrics)")
 
         // Now cached, and catalogued with the facts of its header.
         let (again, againBody) = try await hive.download(modelRef)

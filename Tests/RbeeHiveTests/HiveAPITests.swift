@@ -38,7 +38,9 @@ import Testing
 
         let metrics = String(decoding: try await get(hive.baseURL + "/metrics", token: "hive-secret").1, as: UTF8.self)
         #expect(metrics.contains(#"rbee_hive_workers{state="ready"} 0"#))
-        #expect(metrics.contains(#"rbee_hive_downloads{state="active"} 0"#))
+        #expect(metrics.contains("rbee_hive_downloads_active 0"))
+        #expect(metrics.contains(#"rbee_hive_errors_total{code="MISSING_API_KEY"} 1"#), "the refused request is counted: \(metrics)")
+        #expect(prometheusProblems(metrics).isEmpty, "\(prometheusProblems(metrics))")
         try await hive.stop()
     }
 

@@ -85,6 +85,8 @@ import Glibc
         #expect(error.code == .workerCrashed && error.message.contains("signal 9"))
         // A late subscriber gets the same end at once.
         #expect(try await events(worker.progressURL).suffix(2).first?.contains("WORKER_CRASHED") == true)
+        let metrics = String(decoding: try await get(hive.baseURL + "/metrics").1, as: UTF8.self)
+        #expect(metrics.contains(#"rbee_hive_worker_stops_total{reason="crashed"} 1"#), "\(metrics)")
         try await hive.stop()
     }
 
@@ -103,6 +105,10 @@ import Glibc
         #expect(try decode(HiveWorkerInfo.self, body).state == .stopping)
         try await waitUntil(.seconds(10)) { state(hive, worker.workerID)?.state == .stopped }
         #expect(state(hive, worker.workerID)?.exit == "signal 9", "SIGKILL after the grace period")
+        let metrics = String(decoding: try await get(hive.baseURL + "/metrics").1, as: UTF8.self)
+        #expect(metrics.contains(#"rbee_hive_spawns_total{outcome="launched"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"rbee_hive_worker_stops_total{reason="requested"} 1"#), "\(metrics)")
+        #expect(prometheusProblems(metrics).isEmpty, "\(prometheusProblems(metrics))")
         try await hive.stop()
     }
 

@@ -70,7 +70,7 @@ import Testing
         #expect(probeDue == [.probe], "a probe is due every 2 s")
         now += .milliseconds(1100)
         let silence = silent.tick(now: now)
-        #expect(silence == [.stop(reason: "no heartbeat for 3 s")])
+        #expect(silence == [.stop(reason: .init(.silent, "no heartbeat for 3 s"))])
         let again = silent.tick(now: now)
         #expect(again.isEmpty, "a stop is asked for once")
         let afterExit = silent.exited(status: "exit 0", stderrTail: nil, now: now)
@@ -83,7 +83,7 @@ import Testing
             if case .stopping = idle.phase { break }
             _ = idle.tick(now: now)
         }
-        #expect(idle.phase == .stopping(reason: "idle for 30 s"))
+        #expect(idle.phase == .stopping(reason: .init(.idle, "idle for 30 s")))
 
         var unhealthy = readyWorker()
         let firstFailure = unhealthy.probed(healthy: false, now: now)
@@ -93,7 +93,7 @@ import Testing
         _ = unhealthy.probed(healthy: false, now: now)
         _ = unhealthy.probed(healthy: false, now: now)
         let thirdFailure = unhealthy.probed(healthy: false, now: now)
-        #expect(thirdFailure == [.stop(reason: "3 failed health probes")])
+        #expect(thirdFailure == [.stop(reason: .init(.unhealthy, "3 failed health probes"))])
     }
 
     @Test mutating func aFailedLoadOrTheLoadingTimeoutShowsAsTheFailureWhileTheProcessStops() {
@@ -102,7 +102,7 @@ import Testing
         broken.launched(pid: 42, progressURL: "", now: now)
         let failure = RbeeError(.modelLoadFailed, "not a GGUF file")
         let afterFailedLoad = broken.reportedReady(slotsTotal: 0, failure: failure, now: now)
-        #expect(afterFailedLoad == [.stop(reason: "failed to load")])
+        #expect(afterFailedLoad == [.stop(reason: .init(.loadFailed, "failed to load"))])
         #expect(broken.info(now: now).state == .failed && broken.info(now: now).error == failure, "at once, before the process has ended")
         let afterExit = broken.exited(status: "exit 0", stderrTail: nil, now: now)
         #expect(afterExit.isEmpty, "kept, so whoever waits for it sees why")
@@ -113,18 +113,18 @@ import Testing
         slow.launched(pid: 43, progressURL: "", now: now)
         now += .seconds(61)
         let timeout = slow.tick(now: now)
-        #expect(timeout == [.stop(reason: "loading timeout")])
+        #expect(timeout == [.stop(reason: .init(.loadingTimeout, "loading timeout"))])
         #expect(slow.info(now: now).error?.code == .loadingTimeout)
     }
 
     @Test mutating func aWorkerStoppedWhileItsModelDownloadsNeverStarts() {
         var waiting = worker()
-        let result16 = waiting.stopRequested(reason: "DELETE", forget: true, now: now)
+        let result16 = waiting.stopRequested(reason: .init(.requested, "DELETE"), forget: true, now: now)
         #expect(result16 == [.forget], "no process to stop")
         let result17 = waiting.modelArrived(path: "/m.gguf")
         #expect(result17.isEmpty, "the download finishing later starts nothing")
         var cancelled = worker()
-        let shutdown = cancelled.stopRequested(reason: "hive shutdown", forget: false, failure: RbeeError(.cancelled, "shut down"), now: now)
+        let shutdown = cancelled.stopRequested(reason: .init(.shutdown, "hive shutdown"), forget: false, failure: RbeeError(.cancelled, "shut down"), now: now)
         #expect(shutdown.isEmpty && cancelled.info(now: now).error?.code == .cancelled, "a spawn under way when the hive stops ends CANCELLED")
         var failing = worker()
         failing.modelFailed(RbeeError(.checksumMismatch, "corrupt"), now: now)

@@ -162,6 +162,7 @@ import Glibc
                 #expect(metrics.contains("rbee_queen_time_to_first_token_seconds_count{model=\"\(modelID)\",hive=\"\(hive)\"}"))
             }
             #expect(metrics.contains("rbee_queen_tasks_total 17"))
+            #expect(prometheusProblems(metrics).isEmpty, "\(prometheusProblems(metrics))")
 
             // A second queen with room for 2 waiting requests, given the hives by POST /v1/hives.
             let port = freePort()

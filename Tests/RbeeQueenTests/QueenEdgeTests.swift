@@ -87,6 +87,10 @@ import Glibc
         #expect(error?["code"] as? String == "invalid_api_key" && error?["type"] as? String == "authentication_error", "\(String(decoding: openAIBody, as: UTF8.self))")
         let (health, _) = try await get(queen.url + "/health")
         #expect(health.status == .ok, "/health needs no token")
+        let metrics = String(decoding: try await get(queen.url + "/metrics", headers: [("Authorization", "Bearer right-token")]).1, as: UTF8.self)
+        #expect(metrics.contains(#"rbee_queen_errors_total{code="MISSING_API_KEY"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"rbee_queen_errors_total{code="INVALID_API_KEY"} 1"#), "\(metrics)")
+        #expect(prometheusProblems(metrics).isEmpty, "\(prometheusProblems(metrics))")
     }
 
     @Test func anOversizedBodyIsAFourThirteenInEachRoutesShapeBeforeItIsRead() async throws {

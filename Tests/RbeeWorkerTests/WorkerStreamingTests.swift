@@ -282,7 +282,10 @@ import Testing
         #expect(metrics.contains("rbee_worker_time_to_first_token_seconds_bucket"))
         #expect(metrics.contains("rbee_worker_inter_token_latency_seconds_bucket"))
         #expect(metrics.contains("rbee_worker_slots_total 4"))
+        #expect(prometheusProblems(metrics).isEmpty, "\(prometheusProblems(metrics))")
         let (missing, _) = try await get(worker.baseURL + "/v1/nope")
         #expect(missing.status == .notFound)
+        let after = String(decoding: try await get(worker.baseURL + "/metrics").1, as: UTF8.self)
+        #expect(after.contains(#"rbee_worker_errors_total{code="NOT_FOUND"}"#), "\(after)")
     }
 }
