@@ -23,3 +23,5 @@ swift test --skip-build --no-parallel
 scripts/openai-check.sh
 # The CLI's progress bars as a terminal shows them (tmux capture-pane).
 scripts/tmux-progress-check.sh
+# Each daemon fuzzed from its OpenAPI document (schemathesis, bounded to 30 s a daemon).
+API_FUZZ_SECONDS=${API_FUZZ_SECONDS:-30} scripts/api-conformance.sh .build/debug
