@@ -196,6 +196,23 @@ struct WorkerLifecycle: Sendable {
         return stop(reason: StopReason(.unhealthy, "3 failed health probes"), forget: true)
     }
 
+    /// The hive itself could not run for `gap` (its machine suspended, its process stopped): the
+    /// worker's silence, idleness and loading time over that gap were the hive's own, so they do
+    /// not count. A serving worker is probed at once, before its silence is judged again.
+    mutating func clockGap(_ gap: Duration, now: Instant) -> [Action] {
+        guard gap > .zero else { return [] }
+        startedAt = min(startedAt + gap, now)
+        lastActivity = min(lastActivity + gap, now)
+        if let heard = lastHeartbeat { lastHeartbeat = min(heard + gap, now) }
+        switch phase {
+        case .ready, .busy:
+            lastProbe = now
+            return [.probe]
+        default:
+            return []
+        }
+    }
+
     /// Time passed: the loading timeout, heartbeat silence, idleness, and probes due.
     mutating func tick(now: Instant) -> [Action] {
         switch phase {

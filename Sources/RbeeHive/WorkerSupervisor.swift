@@ -125,16 +125,27 @@ public final class WorkerSupervisor: Service, Sendable {
         }
     }
 
-    /// Ticks often enough that a probe is never late by more than half its interval.
+    /// Ticks often enough that a probe is never late by more than half its interval. A tick far
+    /// later than its period is a gap in the hive's own clock (its machine was suspended, its
+    /// process stopped): the workers' silence over it is forgiven and they are probed first.
     private func watch() async {
         let period = min(.seconds(1), settings.healthProbeInterval / 2)
+        var last = ContinuousClock.now
         while !Task.isCancelled {
             try? await Task.sleep(for: period)
             let now = ContinuousClock.now
+            let late = now - last - period
+            last = now
+            let gap = late > Self.clockGapTolerance ? late : nil
+            if let gap {
+                logger.warning(
+                    "hive clock gap: this hive did not run for a while; probing workers before judging their silence",
+                    metadata: ["gap_ms": "\(gap.milliseconds)"])
+            }
             let decisions = state.withLock { state in
                 Array(state.records.keys).compactMap { id -> (String, [WorkerLifecycle.Action])? in
                     guard var lifecycle = state.records[id]?.lifecycle else { return nil }
-                    let actions = lifecycle.tick(now: now)
+                    let actions = gap.map { lifecycle.clockGap($0, now: now) } ?? lifecycle.tick(now: now)
                     state.records[id]?.lifecycle = lifecycle
                     return (id, actions)
                 }
@@ -142,6 +153,10 @@ public final class WorkerSupervisor: Service, Sendable {
             for (id, actions) in decisions { perform(actions, for: id) }
         }
     }
+
+    /// How late a tick may be before it counts as a gap in the hive's clock: more than a busy
+    /// machine delays a timer, less than any silence that stops a worker.
+    static let clockGapTolerance: Duration = .milliseconds(750)
 
     /// A health probe, bounded by the probe interval: three missed in a row stop a frozen worker
     /// within three intervals.

@@ -114,11 +114,11 @@ public final class HiveRegistry: Sendable {
     var isEmpty: Bool { entries.withLock { $0.isEmpty } }
 
     /// What placement needs to know of every hive at `now`: the scheduler's input.
-    func placementView(now: ContinuousClock.Instant) -> [PlacementStateMachine.Hive] {
+    func placementView() -> [PlacementStateMachine.Hive] {
         entries.withLock { entries in
             entries.values.map { entry in
                 PlacementStateMachine.Hive(
-                    name: entry.record.name, url: entry.record.url, online: now - entry.lastHeard <= unreachableAfter,
+                    name: entry.record.name, url: entry.record.url, lastHeard: entry.lastHeard,
                     models: Set(entry.record.models),
                     modelSizes: Dictionary(entry.catalog.map { ($0.id, $0.sizeBytes) }, uniquingKeysWith: { first, _ in first }),
                     ramAvailableBytes: entry.record.ramAvailableBytes)

@@ -37,6 +37,8 @@ struct PlacementStateMachine: Sendable {
         var memoryHeadroom = 1.2
         /// Slots assumed for a worker that has not said how many it has.
         var defaultSlots = 4
+        /// A hive not heard from for this long is unreachable: 3 heartbeat intervals.
+        var unreachableAfter: Duration = .seconds(30)
     }
 
     /// What a request asks for.
@@ -57,8 +59,9 @@ struct PlacementStateMachine: Sendable {
     struct Hive: Sendable, Equatable {
         var name: String
         var url: String
-        /// Heard from within the last 3 heartbeat intervals.
-        var online: Bool
+        /// When it was last heard from (a heartbeat, a probe, its registration): whether it is
+        /// online is judged at each decision's `now`, so no sweep has to run first.
+        var lastHeard: Instant
         /// Catalog ids of its models.
         var models: Set<String> = []
         /// Sizes of its models, by catalog id.
@@ -339,18 +342,23 @@ struct PlacementStateMachine: Sendable {
         queue.insert(id, at: index)
     }
 
-    private func candidates(for request: Request) -> [Worker] {
+    /// Heard from within `unreachableAfter` of `now`.
+    private func isOnline(_ hive: String, now: Instant) -> Bool {
+        hives[hive].map { now - $0.lastHeard <= settings.unreachableAfter } ?? false
+    }
+
+    private func candidates(for request: Request, now: Instant) -> [Worker] {
         workers.values.filter { worker in
             worker.modelID == request.want.modelID && worker.isServing && !request.excludedWorkers.contains(worker.workerID)
                 && !request.excludedHives.contains(worker.hive) && (request.want.hive == nil || worker.hive == request.want.hive)
-                && hives[worker.hive]?.online == true
+                && isOnline(worker.hive, now: now)
         }
     }
 
     /// A worker with room for the request, leased; or nil (after ordering a spawn when one is due).
     private mutating func place(_ id: RequestID, now: Instant, actions: inout [Action]) -> Lease? {
         guard var request = requests[id] else { return nil }
-        let candidates = candidates(for: request)
+        let candidates = candidates(for: request, now: now)
         let load = { (worker: Worker) in Double(worker.inFlight) / Double(max(worker.slotsTotal, 1)) }
         let free = candidates.filter { $0.state == .ready && $0.inFlight < $0.slotsTotal }
         let chosen =
@@ -386,7 +394,7 @@ struct PlacementStateMachine: Sendable {
         let serving = workers.values.filter(\.isServing)
         let hasWorker = Set(serving.filter { $0.modelID == want.modelID }.map(\.hive))
         let options = hives.values.filter { hive in
-            hive.online && (want.hive == nil || hive.name == want.hive) && !request.excludedHives.contains(hive.name)
+            isOnline(hive.name, now: now) && (want.hive == nil || hive.name == want.hive) && !request.excludedHives.contains(hive.name)
                 && recentFailures[hive.name] == nil && !hasWorker.contains(hive.name) && !busyHives.contains(hive.name)
                 && (want.fetchable || hive.models.contains(want.modelID))
         }
@@ -404,18 +412,18 @@ struct PlacementStateMachine: Sendable {
     private func hopeless(_ id: RequestID, now: Instant) -> RbeeError? {
         guard let request = requests[id] else { return nil }
         let want = request.want
-        if !candidates(for: request).isEmpty || spawning[want.modelID] != nil { return nil }
+        if !candidates(for: request, now: now).isEmpty || spawning[want.modelID] != nil { return nil }
         if spawnTarget(for: request, busyHives: [], now: now) != nil { return nil }
         if let failure = failedSpawns[want.modelID]?.values.max(by: { $0.at < $1.at }) { return failure.error }
         if let name = want.hive {
             guard let hive = hives[name] else {
                 return RbeeError(.hiveNotFound, "no hive named \(name) is registered", details: ["hive": .string(name)])
             }
-            guard hive.online else {
+            guard isOnline(hive.name, now: now) else {
                 return RbeeError(.hiveUnreachable, "hive \(name) is unreachable", details: ["hive": .string(name)], retryAfter: 10)
             }
         }
-        let online = hives.values.filter(\.online).map(\.name).sorted()
+        let online = hives.values.filter { isOnline($0.name, now: now) }.map(\.name).sorted()
         if online.isEmpty { return RbeeError(.hiveUnreachable, "no hive is online", retryAfter: 10) }
         return RbeeError(
             .modelNotFound, "no hive has the model \(want.modelRef)",

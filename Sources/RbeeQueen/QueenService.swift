@@ -34,6 +34,7 @@ public final class QueenService: Sendable {
         settings.maxQueue = configuration.maxQueue
         settings.workerQueueDepth = configuration.workerQueueDepth
         settings.workerParallel = configuration.workerParallel
+        settings.unreachableAfter = configuration.unreachableAfter
         scheduler = Scheduler(settings: settings, registry: registry, hives: hives, background: background, logger: logger)
         let portBroadcast = self.portBroadcast
         localHive =

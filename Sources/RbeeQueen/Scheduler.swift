@@ -112,13 +112,13 @@ final class Scheduler: Sendable {
 
     /// The registry changed (a hive added, removed, heard from or gone silent).
     func hivesChanged() {
-        let snapshot = registry.placementView(now: .now)
+        let snapshot = registry.placementView()
         perform { $0.updateHives(snapshot, now: $1) }
     }
 
     /// A hive's worker list arrived (heartbeat or probe); the registry has taken it already.
     func workersReported(hive: String, workers: [HiveWorkerInfo]) {
-        let snapshot = registry.placementView(now: .now)
+        let snapshot = registry.placementView()
         perform { machine, now in
             machine.updateHives(snapshot, now: now) + machine.workersReported(hive: hive, workers: workers, now: now)
         }

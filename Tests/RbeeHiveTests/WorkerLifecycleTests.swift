@@ -130,4 +130,42 @@ import Testing
         failing.modelFailed(RbeeError(.checksumMismatch, "corrupt"), now: now)
         #expect(failing.info(now: now).error?.code == .checksumMismatch)
     }
+
+    @Test mutating func silenceDuringAGapInTheHivesOwnClockDoesNotCountAndTheWorkerIsProbedFirst() {
+        var serving = readyWorker()
+        now += .milliseconds(500)
+        _ = serving.tick(now: now)
+        // The hive was suspended for 20 s: its next tick comes that late.
+        now += .seconds(20)
+        let resumed = serving.clockGap(.seconds(20), now: now)
+        #expect(resumed == [.probe], "probed before it is judged")
+        #expect(serving.phase == .ready)
+        let kept = serving.probed(healthy: true, now: now)
+        #expect(kept.isEmpty)
+        // Its silence counts again: the 0.5 s before the gap, plus what follows it.
+        now += .milliseconds(2400)
+        #expect(serving.tick(now: now).allSatisfy { $0 == .probe })
+        now += .milliseconds(200)
+        let silence = serving.tick(now: now)
+        #expect(silence == [.stop(reason: .init(.silent, "no heartbeat for 3 s"))], "3.1 s of silence once the gap is taken out")
+
+        // A gap never forgives a worker more silence than it had, nor a frozen one its probes.
+        var frozen = readyWorker()
+        now += .seconds(30)
+        #expect(frozen.clockGap(.seconds(60), now: now) == [.probe])
+        #expect(frozen.tick(now: now).isEmpty, "no silence judged at the end of the gap")
+        for _ in 0..<2 { #expect(frozen.probed(healthy: false, now: now).isEmpty) }
+        #expect(frozen.probed(healthy: false, now: now) == [.stop(reason: .init(.unhealthy, "3 failed health probes"))])
+
+        // A loading worker's timeout does not run while the hive is stopped either.
+        var loading = worker()
+        _ = loading.modelArrived(path: "/m.gguf")
+        loading.launched(pid: 7, progressURL: "", now: now)
+        now += .seconds(59)
+        #expect(loading.clockGap(.seconds(50), now: now).isEmpty)
+        now += .seconds(40)
+        #expect(loading.tick(now: now).isEmpty, "9 s of its 60 s loading time counted, then 40 s")
+        now += .seconds(12)
+        #expect(loading.tick(now: now) == [.stop(reason: .init(.loadingTimeout, "loading timeout"))])
+    }
 }

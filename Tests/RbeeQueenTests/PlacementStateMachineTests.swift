@@ -16,6 +16,8 @@ import Testing
 
         init(_ configure: (inout Machine.Settings) -> Void = { _ in }) {
             var settings = Machine.Settings()
+            // Hives stay online while a test moves the clock, unless it says otherwise.
+            settings.unreachableAfter = .seconds(3600)
             configure(&settings)
             machine = Machine(settings: settings)
         }
@@ -24,7 +26,8 @@ import Testing
             hives.removeAll { $0.name == name }
             hives.append(
                 Machine.Hive(
-                    name: name, url: "http://\(name):7835", online: online, models: Set(models.keys), modelSizes: models, ramAvailableBytes: ram))
+                    name: name, url: "http://\(name):7835", lastHeard: online ? now : now - machine.settings.unreachableAfter * 2, models: Set(models.keys),
+                    modelSizes: models, ramAvailableBytes: ram))
             _ = machine.updateHives(hives, now: now)
         }
 
@@ -308,6 +311,24 @@ import Testing
         let (admission, actions) = cluster.admit()
         #expect(Self.lease(admission) == nil)
         #expect(Self.spawns(actions).map(\.hive) == ["b"])
+    }
+
+    @Test func aHiveSilentPastTheLimitIsUnreachableAtOnceWithoutWaitingForASweep() throws {
+        var cluster = Cluster { $0.unreachableAfter = .seconds(3) }
+        cluster.hive("a", models: ["m": 100])
+        cluster.hive("b", models: ["m": 100])
+        _ = cluster.workers(on: "a", [("w1", .ready, 4)])
+        #expect(Self.lease(cluster.admit().0)?.workerID == "w1")
+        // b keeps beating; a falls silent. Nothing tells the machine: the clock alone decides.
+        cluster.advance(.seconds(2))
+        cluster.hive("b", models: ["m": 100])
+        cluster.advance(.milliseconds(1500))
+        let named = cluster.admit(hive: "a")
+        let refusal = try #require(Self.refusal(named.0))
+        #expect(refusal.code == .hiveUnreachable && refusal.retryAfter ?? 0 >= 1, "\(refusal)")
+        let (admission, actions) = cluster.admit()
+        #expect(Self.lease(admission) == nil, "no new work for the silent hive's worker")
+        #expect(Self.spawns(actions).map(\.hive) == ["b"], "the model starts on the other hive")
     }
 
     @Test func hiveReportsKeepTheWorkerTableCurrent() throws {
