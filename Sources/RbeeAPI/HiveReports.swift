@@ -98,10 +98,19 @@ public struct HiveHeartbeat: Sendable, Equatable, Codable {
     public var workers: [HiveWorkerInfo]
     /// The catalog in full (sizes, quantization), for the queen's model list.
     public var catalog: [ModelInfo]?
+    /// The hive's identity, created once and kept in its home: one hive is one registry entry
+    /// whatever name or URL it is known by.
+    public var hiveID: String?
+    /// Grows with every change of the catalog (across restarts too), so the queen never lets an
+    /// older catalog replace a newer one it already holds.
+    public var catalogVersion: Int?
 
     public init(
-        name: String, url: String, cpuCores: Int, ramAvailableBytes: Int, models: [String], workers: [HiveWorkerInfo], catalog: [ModelInfo]? = nil
+        name: String, url: String, cpuCores: Int, ramAvailableBytes: Int, models: [String], workers: [HiveWorkerInfo], catalog: [ModelInfo]? = nil,
+        hiveID: String? = nil, catalogVersion: Int? = nil
     ) {
+        self.hiveID = hiveID
+        self.catalogVersion = catalogVersion
         self.name = name
         self.url = url
         self.version = RbeeVersion.version
@@ -118,5 +127,7 @@ public struct HiveHeartbeat: Sendable, Equatable, Codable {
         case apiVersion = "api_version"
         case cpuCores = "cpu_cores"
         case ramAvailableBytes = "ram_available_bytes"
+        case hiveID = "hive_id"
+        case catalogVersion = "catalog_version"
     }
 }

@@ -22,6 +22,10 @@ public struct HiveRecord: Sendable, Equatable, Codable {
     /// What it last said of itself.
     public var version: String?
     public var apiVersion: Int?
+    /// The identity the hive sent (nil for a hive of an earlier version).
+    public var hiveID: String?
+    /// The version of the catalog the queen holds for it.
+    public var catalogVersion: Int?
 
     public init(
         name: String, url: String, status: HiveStatus, lastSeen: Double?, cpuCores: Int?, ramAvailableBytes: Int?, models: [String],
@@ -44,6 +48,8 @@ public struct HiveRecord: Sendable, Equatable, Codable {
         case lastSeen = "last_seen"
         case cpuCores = "cpu_cores"
         case ramAvailableBytes = "ram_available_bytes"
+        case hiveID = "hive_id"
+        case catalogVersion = "catalog_version"
     }
 }
 

@@ -13,6 +13,7 @@ struct HiveRoutes: Sendable {
     let supervisor: WorkerSupervisor
     let metrics: HiveMetrics
     let shutdown: ShutdownSwitch
+    let hiveID: String
     let startedAt = ContinuousClock.now
 
     func register(on router: Router<RbeeRequestContext>) {
@@ -25,7 +26,10 @@ struct HiveRoutes: Sendable {
             return Response.json(started, status: started.status == .cached ? .ok : .accepted)
         }
         router.get("/v1/models/download/progress") { request, context in try progress(request, context) }
-        router.get("/v1/models") { _, _ in Response.json(ModelList(models: try await provisioner.catalogCall { try await provisioner.catalog.list() })) }
+        router.get("/v1/models") { _, _ in
+            let version = provisioner.catalog.version
+            return Response.json(ModelList(models: try await provisioner.catalogCall { try await provisioner.catalog.list() }, catalogVersion: version))
+        }
         router.get("/v1/models/{id}") { _, context in try await model(context) }
         router.delete("/v1/models/{id}") { _, context in try await removeModel(context) }
         router.post("/v1/workers/spawn") { request, context in
@@ -106,6 +110,12 @@ struct HiveRoutes: Sendable {
 
     struct ModelList: Codable, Sendable {
         var models: [ModelInfo]
+        var catalogVersion: Int
+
+        enum CodingKeys: String, CodingKey {
+            case models
+            case catalogVersion = "catalog_version"
+        }
     }
 
     struct WorkerList: Codable, Sendable {
@@ -116,7 +126,8 @@ struct HiveRoutes: Sendable {
         let models = (try? await provisioner.catalog.list().count) ?? -1
         return .json(
             HiveHealth(
-                status: models >= 0 ? "ok" : "degraded", uptimeS: (ContinuousClock.now - startedAt).milliseconds / 1000, models: max(models, 0)))
+                status: models >= 0 ? "ok" : "degraded", uptimeS: (ContinuousClock.now - startedAt).milliseconds / 1000, models: max(models, 0),
+                hiveID: hiveID))
     }
 
     func progress(_ request: Request, _ context: RbeeRequestContext) throws -> Response {

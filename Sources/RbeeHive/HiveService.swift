@@ -13,6 +13,8 @@ public final class HiveService: Sendable {
     public let metrics: HiveMetrics
     public let supervisor: WorkerSupervisor
     public let shutdownSwitch = ShutdownSwitch()
+    /// This hive's identity, kept in its home (`HiveIdentity`).
+    public let hiveID: String
     let background = BackgroundTasks()
     private let logger: Logger
     private let portBroadcast = ProgressBroadcast<Int>(isTerminal: { _ in true })
@@ -22,6 +24,7 @@ public final class HiveService: Sendable {
         self.logger = logger
         let metrics = HiveMetrics()
         self.metrics = metrics
+        hiveID = try HiveIdentity.load(home: configuration.home, logger: logger)
         let catalog = try await ModelCatalog(home: configuration.home, logger: logger)
         self.provisioner = ModelProvisioner(
             catalog: catalog, settings: configuration.downloads, extraModelDirectories: configuration.extraModelDirectories,
@@ -41,7 +44,8 @@ public final class HiveService: Sendable {
     public func makeRouter() -> Router<RbeeRequestContext> {
         let router = Router.rbee(token: configuration.token, metrics: metrics.registry)
         HiveRoutes(
-            configuration: configuration, provisioner: provisioner, supervisor: supervisor, metrics: metrics, shutdown: shutdownSwitch
+            configuration: configuration, provisioner: provisioner, supervisor: supervisor, metrics: metrics, shutdown: shutdownSwitch,
+            hiveID: hiveID
         ).register(on: router)
         return router
     }
@@ -60,7 +64,7 @@ public final class HiveService: Sendable {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: background), .init(service: supervisor), .init(service: app)]
         if let queenURL = configuration.queenURL {
             let reporter = QueenReporter(
-                queenURL: queenURL, name: configuration.name, interval: configuration.queenHeartbeatInterval, token: configuration.token,
+                queenURL: queenURL, name: configuration.name, hiveID: hiveID, interval: configuration.queenHeartbeatInterval, token: configuration.token,
                 provisioner: provisioner, supervisor: supervisor,
                 hiveURL: { [portBroadcast, host = configuration.host] in
                     var port = 0

@@ -3,6 +3,7 @@ import GRDB
 import Logging
 import RbeeAPI
 import RbeeGGUF
+import Synchronization
 
 /// The hive's model catalog: one SQLite database (GRDB, WAL) under `$RBEE_HOME/hive`, describing
 /// the GGUF files in `$RBEE_HOME/models` and imported `file:` models.
@@ -13,10 +14,17 @@ public final class ModelCatalog: Sendable {
     public let modelDirectory: String
     private let database: DatabasePool
     private let logger: Logger
+    private let changes: Mutex<Int>
+
+    /// Grows with every change of the catalog. It starts from the clock (milliseconds × 1000), so
+    /// it also grows across restarts: a queen holding a newer catalog never takes an older one.
+    /// Read it before listing: the list is then at least as new as the version.
+    public var version: Int { changes.withLock { $0 } }
 
     public init(home: String, logger: Logger) async throws {
         self.logger = logger
         self.modelDirectory = home + "/models"
+        changes = Mutex(Int(Date().timeIntervalSince1970 * 1000) * 1000)
         let hiveDirectory = home + "/hive"
         try FileManager.default.createDirectory(atPath: hiveDirectory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: modelDirectory, withIntermediateDirectories: true)
@@ -85,7 +93,10 @@ public final class ModelCatalog: Sendable {
 
     public func add(_ info: ModelInfo) async throws {
         try await database.write { db in try ModelRow(info).save(db) }
+        changed()
     }
+
+    private func changed() { changes.withLock { $0 += 1 } }
 
     /// Records a sha256 computed after the model was catalogued.
     func setSHA256(id: String, _ sha256: String) async throws {
@@ -94,6 +105,7 @@ public final class ModelCatalog: Sendable {
             row.sha256 = sha256
             try row.update(db)
         }
+        changed()
     }
 
     public func model(id: String) async throws -> ModelInfo? {
@@ -119,6 +131,7 @@ public final class ModelCatalog: Sendable {
             try? FileManager.default.removeItem(atPath: info.localPath)
         }
         _ = try await database.write { db in try ModelRow.deleteOne(db, key: id) }
+        changed()
         return info
     }
 }

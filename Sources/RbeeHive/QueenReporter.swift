@@ -12,6 +12,7 @@ import ServiceLifecycle
 struct QueenReporter: Service {
     let queenURL: String
     let name: String
+    let hiveID: String
     let interval: Duration
     let token: APIToken?
     let provisioner: ModelProvisioner
@@ -41,10 +42,13 @@ struct QueenReporter: Service {
 
     private func beat() async throws {
         let devices = await DeviceInventory.detect()
-        let catalog = (try? await provisioner.catalog.list()) ?? []
+        let version = provisioner.catalog.version
+        // An unreadable catalog is left out (not sent as empty), so the queen keeps what it knows.
+        let catalog = try? await provisioner.catalog.list()
         let heartbeat = HiveHeartbeat(
-            name: name, url: await hiveURL(), cpuCores: devices.cpuCores, ramAvailableBytes: devices.ramAvailableBytes, models: catalog.map(\.id),
-            workers: supervisor.list(), catalog: catalog)
+            name: name, url: await hiveURL(), cpuCores: devices.cpuCores, ramAvailableBytes: devices.ramAvailableBytes,
+            models: catalog?.map(\.id) ?? [], workers: supervisor.list(), catalog: catalog, hiveID: hiveID,
+            catalogVersion: catalog == nil ? nil : version)
         let client = RbeeClient(token: token?.value, unreachableCode: .unavailable)
         _ = try await client.call(.POST, queenURL + "/v1/hives/heartbeat", json: try JSONEncoder().encode(heartbeat), timeout: .seconds(5))
     }

@@ -14,7 +14,16 @@ struct HiveClient: Sendable {
     }
 
     struct WorkerList: Decodable { var workers: [HiveWorkerInfo] }
-    struct ModelList: Decodable { var models: [ModelInfo] }
+    /// A hive's catalog and its version (`HiveHeartbeat.catalogVersion`; nil from older hives).
+    struct Catalog: Decodable {
+        var models: [ModelInfo]
+        var version: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case models
+            case version = "catalog_version"
+        }
+    }
 
     func health(hiveURL: String, timeout: Duration = .seconds(5)) async throws(RbeeError) -> HiveHealth {
         try await client().call(.GET, hiveURL + "/health", timeout: timeout, as: HiveHealth.self)
@@ -24,8 +33,8 @@ struct HiveClient: Sendable {
         try await client(correlationID: correlationID, deadline: deadline).call(.GET, hiveURL + "/v1/workers", as: WorkerList.self).workers
     }
 
-    func models(hiveURL: String) async throws(RbeeError) -> [ModelInfo] {
-        try await client().call(.GET, hiveURL + "/v1/models", as: ModelList.self).models
+    func catalog(hiveURL: String, correlationID: String? = nil) async throws(RbeeError) -> Catalog {
+        try await client(correlationID: correlationID).call(.GET, hiveURL + "/v1/models", as: Catalog.self)
     }
 
     func spawn(_ request: WorkerSpawnRequest, hiveURL: String, correlationID: String? = nil) async throws(RbeeError) -> HiveWorkerInfo {

@@ -76,6 +76,12 @@ public final class HiveRegistry: Sendable {
                 table.add(column: "apiVersion", .integer)
             }
         }
+        migrator.registerMigration("v3: hive identity") { db in
+            try db.alter(table: "hive") { table in
+                table.add(column: "hiveID", .text)
+                table.add(column: "catalogVersion", .integer)
+            }
+        }
         try migrator.migrate(pool)
         _ = try pool.read { db in try HiveRow.fetchCount(db) }
         return pool
@@ -145,15 +151,15 @@ public final class HiveRegistry: Sendable {
             workers: 0, source: source)
         record.version = health.version
         record.apiVersion = health.apiVersion
-        let inserted = entries.withLock { entries -> Bool in
-            // A heartbeat may have registered it meanwhile.
-            guard entries[name] == nil else { return false }
+        record.hiveID = health.hiveID
+        let claim = HiveClaim(name: name, url: url, hiveID: health.hiveID, adds: true)
+        let refusal = entries.withLock { entries -> RbeeError? in
+            // A heartbeat may have registered it meanwhile, under this name or another.
+            if case .refuse(let error) = claim.decide(among: Self.known(entries)) { return error }
             entries[name] = Entry(record: record, lastHeard: .now, saved: record)
-            return true
+            return nil
         }
-        guard inserted else {
-            throw RbeeError(.hiveExists, "a hive named \(name) is already registered", details: ["name": .string(name)])
-        }
+        if let refusal { throw refusal }
         do {
             try await save(record)
         } catch {
@@ -180,10 +186,26 @@ public final class HiveRegistry: Sendable {
     @discardableResult
     func heard(
         name: String, url: String, cpuCores: Int?, ramAvailableBytes: Int?, workers: [HiveWorkerInfo], catalog: [ModelInfo]?,
-        models: [String], source: String = "heartbeat", version: (String, Int)? = nil
+        models: [String], source: String = "heartbeat", version: (String, Int)? = nil, hiveID: String? = nil, catalogVersion: Int? = nil
     ) async throws(RbeeError) -> Bool {
         let now = ContinuousClock.now
-        let (record, wasDown, changed) = entries.withLock { entries -> (HiveRecord, Bool, Bool) in
+        let claim = HiveClaim(name: name, url: url, hiveID: hiveID, adds: false)
+        let decided = entries.withLock { entries -> Result<(HiveRecord, Bool, Bool, String?), RbeeError> in
+            var renamedFrom: String?
+            switch claim.decide(among: Self.known(entries)) {
+            case .refuse(let error):
+                return .failure(error)
+            case .rename(let old):
+                // The same hive under another name: its entry moves to the new name.
+                if var entry = entries.removeValue(forKey: old) {
+                    entry.record.name = name
+                    entry.saved = nil
+                    entries[name] = entry
+                }
+                renamedFrom = old
+            case .insert, .update:
+                break
+            }
             var entry =
                 entries[name]
                 ?? Entry(
@@ -194,39 +216,71 @@ public final class HiveRegistry: Sendable {
             entry.lastHeard = now
             entry.record.url = url
             if source != "heartbeat" { entry.record.source = source }
+            entry.record.hiveID = hiveID ?? entry.record.hiveID
             entry.record.cpuCores = cpuCores ?? entry.record.cpuCores
             entry.record.ramAvailableBytes = ramAvailableBytes ?? entry.record.ramAvailableBytes
-            entry.record.models = models
             if let version {
                 entry.record.version = version.0
                 entry.record.apiVersion = version.1
             }
             entry.record.lastSeen = Date().timeIntervalSince1970
             entry.workers = workers
-            if let catalog { entry.catalog = catalog }
+            // A catalog older than the one held (a beat sent before a change the queen has
+            // already fetched) never replaces it.
+            if let catalog, Self.isNewer(catalogVersion, than: entry.record.catalogVersion) {
+                entry.catalog = catalog
+                entry.record.models = models
+                entry.record.catalogVersion = catalogVersion ?? entry.record.catalogVersion
+            }
             entries[name] = entry
             // The database keeps what matters after a restart; last_seen is written when the
             // hive comes back or every minute, not on every beat.
-            let saved = entry.saved
-            let changed =
-                wasDown || saved == nil || saved?.url != url || saved?.models != models || saved?.source != entry.record.source
-                || saved?.cpuCores != entry.record.cpuCores || saved?.version != entry.record.version
-                || (saved?.lastSeen ?? 0) + 60 < entry.record.lastSeen!
+            let changed = wasDown || Self.needsSaving(entry.record, saved: entry.saved)
             if changed { entry.saved = entry.record }
             entries[name] = entry
-            return (entry.record, wasDown, changed)
+            return .success((entry.record, wasDown, changed, renamedFrom))
+        }
+        let (record, wasDown, changed, renamedFrom) = try decided.get()
+        if let renamedFrom {
+            logger.notice("hive renamed", metadata: ["from": "\(renamedFrom)", "to": "\(name)", "hive_id": "\(hiveID ?? "")", "url": "\(url)"])
+            do {
+                _ = try await database.write { db in try HiveRow.deleteOne(db, key: renamedFrom) }
+            } catch {
+                throw RbeeError(.unavailable, "the hive registry is unavailable: \(error)", retryAfter: 5)
+            }
         }
         if changed { try await save(record) }
-        if wasDown { logger.info("hive online", metadata: ["hive": "\(name)", "url": "\(url)"]) }
-        return wasDown
+        if wasDown, renamedFrom == nil { logger.info("hive online", metadata: ["hive": "\(name)", "url": "\(url)"]) }
+        return wasDown || renamedFrom != nil
+    }
+
+    /// Whether the row differs in what matters after a restart, or its last_seen is a minute old.
+    private static func needsSaving(_ record: HiveRecord, saved: HiveRecord?) -> Bool {
+        guard let saved else { return true }
+        if saved.url != record.url || saved.models != record.models || saved.source != record.source { return true }
+        if saved.cpuCores != record.cpuCores || saved.version != record.version { return true }
+        if saved.hiveID != record.hiveID || saved.catalogVersion != record.catalogVersion { return true }
+        return (saved.lastSeen ?? 0) + 60 < (record.lastSeen ?? 0)
+    }
+
+    private static func known(_ entries: [String: Entry]) -> [HiveClaim.Known] {
+        entries.values.map { HiveClaim.Known(name: $0.record.name, url: $0.record.url, hiveID: $0.record.hiveID) }
+    }
+
+    /// Whether a catalog of `version` may replace one of `held` (unversioned ones always may).
+    private static func isNewer(_ version: Int?, than held: Int?) -> Bool {
+        guard let version, let held else { return true }
+        return version >= held
     }
 
     /// A fresher catalog than the last heartbeat's (after a spawn or a pull); kept in memory until
     /// the next heartbeat persists it.
-    func updateCatalog(_ name: String, _ catalog: [ModelInfo]) {
+    func updateCatalog(_ name: String, _ catalog: [ModelInfo], version: Int?) {
         entries.withLock { entries in
+            guard let held = entries[name], Self.isNewer(version, than: held.record.catalogVersion) else { return }
             entries[name]?.catalog = catalog
             entries[name]?.record.models = catalog.map(\.id)
+            entries[name]?.record.catalogVersion = version ?? held.record.catalogVersion
         }
     }
 
@@ -264,6 +318,8 @@ struct HiveRow: Codable, FetchableRecord, PersistableRecord {
     var addedAt: Double
     var version: String?
     var apiVersion: Int?
+    var hiveID: String?
+    var catalogVersion: Int?
 
     init(_ record: HiveRecord) {
         name = record.name
@@ -276,6 +332,8 @@ struct HiveRow: Codable, FetchableRecord, PersistableRecord {
         addedAt = Date().timeIntervalSince1970
         version = record.version
         apiVersion = record.apiVersion
+        hiveID = record.hiveID
+        catalogVersion = record.catalogVersion
     }
 
     var record: HiveRecord {
@@ -284,6 +342,8 @@ struct HiveRow: Codable, FetchableRecord, PersistableRecord {
             models: (try? JSONDecoder().decode([String].self, from: Data(models.utf8))) ?? [], workers: 0, source: source)
         record.version = version
         record.apiVersion = apiVersion
+        record.hiveID = hiveID
+        record.catalogVersion = catalogVersion
         return record
     }
 }

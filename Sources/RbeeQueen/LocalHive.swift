@@ -145,10 +145,11 @@ final class LocalHive: Service, Sendable {
     private func register(url: String, source: String) async -> Result<String, RbeeError> {
         do throws(RbeeError) {
             let workers = try await hives.workers(hiveURL: url)
-            let catalog = try await hives.models(hiveURL: url)
+            let catalog = try await hives.catalog(hiveURL: url)
+            let health = try await hives.health(hiveURL: url)
             try await registry.heard(
-                name: Self.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
-                source: source)
+                name: Self.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog.models,
+                models: catalog.models.map(\.id), source: source, hiveID: health.hiveID, catalogVersion: catalog.version)
             return .success(url)
         } catch {
             return .failure(error)

@@ -57,12 +57,14 @@ struct QueenRoutes: Sendable {
                     .versionMismatch, "hive \(beat.name) speaks API version \(beat.apiVersion); this queen speaks \(RbeeVersion.apiVersion)",
                     details: ["hive_api_version": .number(Double(beat.apiVersion)), "queen_api_version": .number(Double(RbeeVersion.apiVersion))])
             }
-            guard Validation.isHiveName(beat.name) else {
-                throw RbeeError.invalid([.init(field: "name", message: "must be \(Validation.hiveNameRule)")])
-            }
+            var errors: [RbeeError.FieldError] = []
+            if !Validation.isHiveName(beat.name) { errors.append(.init(field: "name", message: "must be \(Validation.hiveNameRule)")) }
+            if let id = beat.hiveID, !Validation.isValidID(id) { errors.append(.init(field: "hive_id", message: "must be [A-Za-z0-9._-]{1,64}")) }
+            if !errors.isEmpty { throw RbeeError.invalid(errors) }
             try await registry.heard(
                 name: beat.name, url: beat.url, cpuCores: beat.cpuCores, ramAvailableBytes: beat.ramAvailableBytes, workers: beat.workers,
-                catalog: beat.catalog, models: beat.models, version: (beat.version, beat.apiVersion))
+                catalog: beat.catalog, models: beat.models, version: (beat.version, beat.apiVersion), hiveID: beat.hiveID,
+                catalogVersion: beat.catalogVersion)
             scheduler.workersReported(hive: beat.name, workers: beat.workers)
             return Response(status: .noContent)
         }
@@ -134,10 +136,10 @@ struct QueenRoutes: Sendable {
             }
             return health
         }
-        if let workers = try? await hives.workers(hiveURL: url), let catalog = try? await hives.models(hiveURL: url) {
+        if let workers = try? await hives.workers(hiveURL: url), let catalog = try? await hives.catalog(hiveURL: url) {
             try await registry.heard(
-                name: body.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
-                source: "api")
+                name: body.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog.models,
+                models: catalog.models.map(\.id), source: "api", catalogVersion: catalog.version)
             scheduler.workersReported(hive: body.name, workers: workers)
         } else {
             scheduler.hivesChanged()
@@ -301,6 +303,7 @@ struct QueenRoutes: Sendable {
             }
             func send(_ progress: DownloadProgress) { continuation.yield(SSE.frame(PullEvent(hive: hive, model: started.modelID, progress: progress))) }
             guard started.status == .downloading else {
+                await scheduler.refreshCatalog(hive: hive, url: target.record.url, correlationID: context.correlationID)
                 return send(.complete(localPath: started.localPath ?? "", sha256: "", sizeBytes: 0))
             }
             do {
@@ -308,6 +311,10 @@ struct QueenRoutes: Sendable {
                     switch message {
                     case .comment: continuation.yield(SSE.keepAlive)
                     case .event(let progress):
+                        // The model list has the model by the time the client reads `complete`.
+                        if case .complete = progress {
+                            await scheduler.refreshCatalog(hive: hive, url: target.record.url, correlationID: context.correlationID)
+                        }
                         send(progress)
                         if progress.isTerminal { return }
                     }
@@ -330,8 +337,8 @@ struct QueenRoutes: Sendable {
         }
         for hive in holders {
             try await hives.removeModel(id, hiveURL: hive.record.url, correlationID: context.correlationID)
-            if let catalog = try? await hives.models(hiveURL: hive.record.url) {
-                registry.updateCatalog(hive.record.name, catalog)
+            if let catalog = try? await hives.catalog(hiveURL: hive.record.url, correlationID: context.correlationID) {
+                registry.updateCatalog(hive.record.name, catalog.models, version: catalog.version)
             }
         }
         scheduler.hivesChanged()

@@ -141,12 +141,13 @@ struct HiveWatch: Service {
 
     private func probe(_ entry: HiveRegistry.Entry) async {
         let url = entry.record.url
-        guard (try? await hives.health(hiveURL: url, timeout: min(interval, .seconds(3)))) != nil,
-            let workers = try? await hives.workers(hiveURL: url), let catalog = try? await hives.models(hiveURL: url)
+        guard let health = try? await hives.health(hiveURL: url, timeout: min(interval, .seconds(3))),
+            let workers = try? await hives.workers(hiveURL: url), let catalog = try? await hives.catalog(hiveURL: url)
         else { return }
+        // Another hive answering at this address (another id) is refused: the entry stays unreachable.
         if (try? await registry.heard(
-            name: entry.record.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog, models: catalog.map(\.id),
-            source: entry.record.source)) != nil
+            name: entry.record.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog.models,
+            models: catalog.models.map(\.id), source: entry.record.source, hiveID: health.hiveID, catalogVersion: catalog.version)) != nil
         {
             scheduler.workersReported(hive: entry.record.name, workers: workers)
         }

@@ -182,10 +182,14 @@ final class Scheduler: Sendable {
     }
 
     private func refreshCatalog(hive: String, url: String) {
-        background.submit { [self] in
-            guard let catalog = try? await hives.models(hiveURL: url) else { return }
-            registry.updateCatalog(hive, catalog)
-            hivesChanged()
-        }
+        background.submit { [self] in await refreshCatalog(hive: hive, url: url, correlationID: nil) }
+    }
+
+    /// Reads a hive's catalog now (after a download or a spawn changed it), so the model list and
+    /// placement see the change before the hive's next heartbeat.
+    func refreshCatalog(hive: String, url: String, correlationID: String?) async {
+        guard let catalog = try? await hives.catalog(hiveURL: url, correlationID: correlationID) else { return }
+        registry.updateCatalog(hive, catalog.models, version: catalog.version)
+        hivesChanged()
     }
 }

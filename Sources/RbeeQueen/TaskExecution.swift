@@ -167,6 +167,7 @@ struct TaskExecution: Sendable {
                         hive: lease.hive, model: lease.modelID, bytesDownloaded: bytes, bytesTotal: total, speedMBps: speed, etaS: eta, attempt: attempt))
             case .complete(_, _, let size):
                 emitter.emit(.downloading(hive: lease.hive, model: lease.modelID, bytesDownloaded: size, bytesTotal: size, speedMBps: 0, etaS: 0))
+                await scheduler.refreshCatalog(hive: lease.hive, url: lease.hiveURL, correlationID: task.correlationID)
             case .failed(let error):
                 var error = error
                 error.details["hive"] = .string(lease.hive)
