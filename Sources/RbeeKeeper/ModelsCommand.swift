@@ -48,7 +48,7 @@ struct ModelsCommand: AsyncParsableCommand {
             do {
                 reader = try await connection.client.stream(.POST, connection.url + "/v1/models/pull", json: body, timeout: .seconds(60))
             } catch {
-                throw connection.explained(error)
+                throw await connection.explained(error)
             }
             do {
                 for try await message in reader.events(of: PullEvent.self) {

@@ -55,7 +55,7 @@ public struct QueenConnection: Sendable {
         do {
             return try await client.call(method, url + path, json: json, timeout: .seconds(30), as: type)
         } catch {
-            throw explained(error)
+            throw await explained(error)
         }
     }
 
@@ -64,7 +64,7 @@ public struct QueenConnection: Sendable {
         do {
             return String(decoding: try await client.call(.GET, url + path, timeout: .seconds(30)), as: UTF8.self)
         } catch {
-            throw explained(error)
+            throw await explained(error)
         }
     }
 
@@ -72,13 +72,13 @@ public struct QueenConnection: Sendable {
         do {
             _ = try await client.call(method, url + path, json: json, timeout: .seconds(60))
         } catch {
-            throw explained(error)
+            throw await explained(error)
         }
     }
 
-    /// The server's error in words that say what to do: a missing or refused token, no queen, or
-    /// something on the port that is not an rbee queen.
-    func explained(_ error: RbeeError) -> RbeeError {
+    /// The server's error in words that say what to do: a missing or refused token, no queen, a
+    /// queen of another version (both named), or something on the port that is not an rbee queen.
+    func explained(_ error: RbeeError) async -> RbeeError {
         var explained = error
         switch error.code {
         case .missingAPIKey:
@@ -94,10 +94,42 @@ public struct QueenConnection: Sendable {
             guard error.details["answer"] != nil, error.details["url"] == .string(RbeeClient.origin(url)), let status = error.status else {
                 return error
             }
-            explained.message =
-                "\(url) answered \(status), but not as an rbee \(RbeeVersion.version) queen does: another program on that port, or another version of rbee"
+            switch await versions() {
+            case .some(let theirs) where theirs.apiVersion != RbeeVersion.apiVersion:
+                return mismatch(theirs)
+            case .some:
+                explained.message = "\(url) answered \(status), but not as an rbee \(RbeeVersion.version) queen does"
+            case nil:
+                explained.message = "\(url) answered \(status), but it is not an rbee queen: another program is on that port"
+            }
         }
         return explained
+    }
+
+    /// What every rbee program's `/health` says of its version.
+    struct Versions: Decodable {
+        let version: String
+        let apiVersion: Int
+        enum CodingKeys: String, CodingKey {
+            case version
+            case apiVersion = "api_version"
+        }
+    }
+
+    /// The versions the program at `url` reports, or nil when its `/health` is not rbee's.
+    private func versions() async -> Versions? {
+        guard let data = try? await client.call(.GET, url + "/health", timeout: .seconds(2)) else { return nil }
+        return try? JSONDecoder().decode(Versions.self, from: data)
+    }
+
+    private func mismatch(_ theirs: Versions) -> RbeeError {
+        RbeeError(
+            .versionMismatch,
+            "the queen at \(url) is rbee \(theirs.version) (API v\(theirs.apiVersion)); this rbee is \(RbeeVersion.version) (API v\(RbeeVersion.apiVersion)): use a matching rbee",
+            details: [
+                "queen_version": .string(theirs.version), "queen_api_version": .number(Double(theirs.apiVersion)),
+                "rbee_version": .string(RbeeVersion.version), "rbee_api_version": .number(Double(RbeeVersion.apiVersion)),
+            ])
     }
 
     /// What answers at `url`: a queen this CLI can talk to, nothing, or something else (another
@@ -113,25 +145,13 @@ public struct QueenConnection: Sendable {
         do {
             data = try await client.call(.GET, url + "/health", timeout: timeout)
         } catch {
-            return error.code == .unavailable && error.status == nil ? .nothing : .other(explained(error))
-        }
-        struct Versions: Decodable {
-            let version: String
-            let apiVersion: Int
-            enum CodingKeys: String, CodingKey {
-                case version
-                case apiVersion = "api_version"
-            }
+            return error.code == .unavailable && error.status == nil ? .nothing : .other(await explained(error))
         }
         if let versions = try? JSONDecoder().decode(Versions.self, from: data), versions.apiVersion != RbeeVersion.apiVersion {
-            return .other(
-                RbeeError(
-                    .versionMismatch,
-                    "the queen at \(url) is rbee \(versions.version) (API v\(versions.apiVersion)); this rbee is \(RbeeVersion.version) (API v\(RbeeVersion.apiVersion)): use a matching rbee",
-                    details: ["theirs": .string(versions.version), "ours": .string(RbeeVersion.version)]))
+            return .other(mismatch(versions))
         }
         guard let health = try? JSONDecoder().decode(QueenHealth.self, from: data) else {
-            return .other(explained(client.notRbee(url + "/health", body: data)))
+            return .other(await explained(client.notRbee(url + "/health", body: data)))
         }
         return .queen(health)
     }

@@ -33,7 +33,7 @@ struct Session: Sendable {
         case .other(let error): throw error
         case .nothing: break
         }
-        guard autoStart, connection.isLocal else { throw connection.explained(RbeeError(.unavailable, "")) }
+        guard autoStart, connection.isLocal else { throw await connection.explained(RbeeError(.unavailable, "")) }
         var directories = [URL(fileURLWithPath: String(defaultModel.dropFirst(5))).deletingLastPathComponent().path]
         if let model, model.hasPrefix("file:") {
             directories.append(URL(fileURLWithPath: String(model.dropFirst(5))).deletingLastPathComponent().path)

@@ -48,7 +48,7 @@ final class TaskPrinter: Sendable {
         do {
             reader = try await connection.client.stream(.POST, connection.url + "/v2/tasks", json: json, timeout: .seconds(60))
         } catch {
-            throw connection.explained(error)
+            throw await connection.explained(error)
         }
         current.withLock { $0 = reader.response.headers.first(name: "X-Task-Id") }
         defer { current.withLock { $0 = nil } }

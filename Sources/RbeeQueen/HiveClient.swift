@@ -25,8 +25,35 @@ struct HiveClient: Sendable {
         }
     }
 
+    /// The hive's health. Every rbee program's `/health` has `{status, version, api_version}`: a
+    /// peer answering those in another API version is a hive of another version (409
+    /// `VERSION_MISMATCH` naming both), whatever else it says; one answering anything else is
+    /// not rbee (502).
     func health(hiveURL: String, timeout: Duration = .seconds(5)) async throws(RbeeError) -> HiveHealth {
-        try await client().call(.GET, hiveURL + "/health", timeout: timeout, as: HiveHealth.self)
+        struct Versions: Decodable {
+            var status: String
+            var version: String
+            var apiVersion: Int
+            enum CodingKeys: String, CodingKey {
+                case status, version
+                case apiVersion = "api_version"
+            }
+        }
+        let client = client()
+        let url = hiveURL + "/health"
+        let data = try await client.call(.GET, url, timeout: timeout)
+        guard let versions = try? JSONDecoder().decode(Versions.self, from: data) else { throw client.notRbee(url, body: data) }
+        guard versions.apiVersion == RbeeVersion.apiVersion else {
+            throw RbeeError(
+                .versionMismatch,
+                "the hive at \(hiveURL) is rbee \(versions.version) (API version \(versions.apiVersion)); this queen is rbee \(RbeeVersion.version) (API version \(RbeeVersion.apiVersion))",
+                details: [
+                    "hive_api_version": .number(Double(versions.apiVersion)), "queen_api_version": .number(Double(RbeeVersion.apiVersion)),
+                    "hive_version": .string(versions.version), "queen_version": .string(RbeeVersion.version),
+                ], status: 409)
+        }
+        guard let health = try? JSONDecoder().decode(HiveHealth.self, from: data) else { throw client.notRbee(url, body: data) }
+        return health
     }
 
     func workers(hiveURL: String, correlationID: String? = nil, deadline: String? = nil) async throws(RbeeError) -> [HiveWorkerInfo] {

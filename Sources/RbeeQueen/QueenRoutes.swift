@@ -123,19 +123,7 @@ struct QueenRoutes: Sendable {
         }
         if !errors.isEmpty { throw RbeeError.invalid(errors) }
         // The hive must answer, and speak this queen's API version, before it is saved.
-        try await registry.add(name: body.name, url: url, source: "api") { () throws(RbeeError) in
-            let health = try await hives.health(hiveURL: url)
-            guard health.apiVersion == RbeeVersion.apiVersion else {
-                throw RbeeError(
-                    .versionMismatch,
-                    "the hive at \(url) speaks API version \(health.apiVersion) (rbee \(health.version)); this queen speaks \(RbeeVersion.apiVersion) (rbee \(RbeeVersion.version))",
-                    details: [
-                        "hive_api_version": .number(Double(health.apiVersion)), "queen_api_version": .number(Double(RbeeVersion.apiVersion)),
-                        "hive_version": .string(health.version), "queen_version": .string(RbeeVersion.version),
-                    ])
-            }
-            return health
-        }
+        try await registry.add(name: body.name, url: url, source: "api") { () throws(RbeeError) in try await hives.health(hiveURL: url) }
         if let workers = try? await hives.workers(hiveURL: url), let catalog = try? await hives.catalog(hiveURL: url) {
             try await registry.heard(
                 name: body.name, url: url, cpuCores: nil, ramAvailableBytes: nil, workers: workers, catalog: catalog.models,

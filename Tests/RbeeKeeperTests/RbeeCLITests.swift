@@ -230,9 +230,18 @@ func workerProcesses() -> Set<String> {
         let newer = try RbeeRun(["infer", "--no-start", "Hello"], environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": other.url])
         #expect(await newer.wait() == 1)
         #expect(newer.stderr.contains("rbee 9.0.0 (API v99)"), "\(newer.stderr)")
+        // Whatever the command, a queen of another version is named with both versions.
         let ps = try RbeeRun(["ps"], environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": other.url])
         #expect(await ps.wait() == 1)
-        #expect(ps.stderr.contains("another program on that port"), "\(ps.stderr)")
+        #expect(ps.stderr.contains("rbee 9.0.0 (API v99)") && ps.stderr.contains("this rbee is \(RbeeVersion.version)"), "\(ps.stderr)")
         await other.stop()
+        let web = Router()
+        web.get("/health") { _, _ in "<html>a web server</html>" }
+        web.get("/v1/workers") { _, _ in "<html>hello</html>" }
+        let server = await StandInServer.start(web)
+        let elsewhere = try RbeeRun(["ps"], environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": server.url])
+        #expect(await elsewhere.wait() == 1)
+        #expect(elsewhere.stderr.contains("another program is on that port"), "\(elsewhere.stderr)")
+        await server.stop()
     }
 }

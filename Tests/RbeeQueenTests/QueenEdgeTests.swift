@@ -165,5 +165,18 @@ import Glibc
         #expect(error.code == .versionMismatch)
         #expect(error.details["hive_api_version"] == 99 && error.details["queen_api_version"] == .number(Double(RbeeVersion.apiVersion)))
         #expect(error.message.contains("9.0.0") && error.message.contains("99"))
+
+        // Only what every rbee /health has: still an rbee hive, of another version.
+        let bare = Router()
+        bare.get("/health") { _, _ in
+            Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"status": "ok", "version": "99.0.0", "api_version": 99}"#)))
+        }
+        let minimal = await StandInServer.start(bare)
+        defer { Task { await minimal.stop() } }
+        let (bareAnswer, bareBody) = try await post(queen.url + "/v1/hives", json: #"{"name":"minimal","url":"\#(minimal.url)"}"#)
+        #expect(bareAnswer.status.code == 409, "\(String(decoding: bareBody, as: UTF8.self))")
+        let bareError = try decode(ErrorEnvelope.self, bareBody).error
+        #expect(bareError.code == .versionMismatch && bareError.details["hive_version"] == "99.0.0")
+        #expect(bareError.details["queen_version"] == .string(RbeeVersion.version), "\(bareError)")
     }
 }
