@@ -44,6 +44,8 @@ public struct ChildProcess: Sendable {
         public var exitedCleanly: Bool
         /// The end of its standard error.
         public var stderrTail: String?
+        /// Asked to stop, it ignored SIGTERM for the whole grace period and was killed with SIGKILL.
+        public var forcedKill = false
         public var description: String { status }
     }
 
@@ -61,6 +63,8 @@ public struct ChildProcess: Sendable {
         var log = logFile.map { RotatingLog(path: $0, limit: logLimitBytes) }
         defer { log?.close() }
         let grace = self.grace
+        // Set when this process asks the child to end; only then is a SIGKILL our own.
+        let stopAsked = ShutdownSwitch()
         do {
             let result = try await Subprocess.run(
                 .path(FilePath(executable)), arguments: Arguments(arguments), environment: .inherit.updating(changes),
@@ -72,6 +76,7 @@ public struct ChildProcess: Sendable {
                         await stop.wait()
                         // A stop request, not the end of the process or of the calling task.
                         guard !Task.isCancelled else { return }
+                        stopAsked.request()
                         await execution.teardown(using: [.gracefulShutDown(allowedDurationToNextStep: grace)])
                     }
                     var tail = Data()
@@ -93,7 +98,11 @@ public struct ChildProcess: Sendable {
             let tail = result.closureResult
             switch result.terminationStatus {
             case .exited(let code): return Termination(status: "exit \(code)", exitedCleanly: code == 0, stderrTail: tail)
-            case .signaled(let signal): return Termination(status: "signal \(signal)", exitedCleanly: false, stderrTail: tail)
+            case .signaled(let signal):
+                // The teardown sequence ends with SIGKILL: a child asked to stop (or whose task was
+                // cancelled) that died of it had ignored SIGTERM for the whole grace period.
+                let forced = signal == SIGKILL && (stopAsked.isRequested || Task.isCancelled)
+                return Termination(status: "signal \(signal)", exitedCleanly: false, stderrTail: tail, forcedKill: forced)
             }
         } catch {
             throw RbeeError(.internalError, "cannot start \(executable): \(error)", details: ["executable": .string(executable)])

@@ -10,10 +10,14 @@ public struct RbeeRequestContext: RequestContext {
     public var correlationID = ""
     /// The event loop of the request's connection, where its streamed answer runs.
     public let executor: EventLoopExecutor
+    /// The client's address, for logs that must name who asked (refused authentications).
+    public let remote: SocketAddress?
+    public var remoteAddress: String? { remote?.ipAddress }
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.executor = EventLoopExecutor(source.channel.eventLoop)
+        self.remote = source.channel.remoteAddress
     }
 
     /// Bodies are collected by the routes themselves, with `Validation.maxBodyBytes`.

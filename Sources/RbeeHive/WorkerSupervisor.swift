@@ -350,7 +350,12 @@ public final class WorkerSupervisor: Service, Sendable {
                         details: ["worker_id": .string(job.workerID), "exit": .string(termination.status)])
                 record.listening.publish(.failure(ended))
                 record.loading.publish(.failed(ended))
-                if expected {
+                if termination.forcedKill {
+                    let pid = state.withLock { $0.records[job.workerID]?.lifecycle.pid }.map { "\($0)" } ?? "?"
+                    job.logger.warning(
+                        "worker ignored SIGTERM and was killed with SIGKILL after the grace period",
+                        metadata: ["pid": "\(pid)", "grace_s": "\(Double(settings.stopGrace.milliseconds) / 1000)", "exit": "\(termination.status)"])
+                } else if expected {
                     job.logger.info("worker stopped", metadata: ["exit": "\(termination.status)"])
                 } else {
                     job.logger.error("worker crashed", metadata: ["exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])

@@ -64,9 +64,11 @@ struct HiveClient: Sendable {
         try await client(correlationID: correlationID).call(.GET, hiveURL + "/v1/models", as: Catalog.self)
     }
 
-    func spawn(_ request: WorkerSpawnRequest, hiveURL: String, correlationID: String? = nil) async throws(RbeeError) -> HiveWorkerInfo {
+    func spawn(_ request: WorkerSpawnRequest, hiveURL: String, correlationID: String? = nil, deadline: String? = nil) async throws(RbeeError)
+        -> HiveWorkerInfo
+    {
         let body = try encode(request)
-        return try await client(correlationID: correlationID).call(
+        return try await client(correlationID: correlationID, deadline: deadline).call(
             .POST, hiveURL + "/v1/workers/spawn", json: body, timeout: .seconds(60), as: HiveWorkerInfo.self)
     }
 
@@ -79,8 +81,10 @@ struct HiveClient: Sendable {
         try await client(correlationID: correlationID).call(.GET, hiveURL + "/v1/workers/\(id)/logs?tail=\(tail)")
     }
 
-    func download(_ request: DownloadRequest, hiveURL: String, correlationID: String?) async throws(RbeeError) -> DownloadStarted {
-        try await client(correlationID: correlationID).call(
+    func download(_ request: DownloadRequest, hiveURL: String, correlationID: String?, deadline: String? = nil) async throws(RbeeError)
+        -> DownloadStarted
+    {
+        try await client(correlationID: correlationID, deadline: deadline).call(
             .POST, hiveURL + "/v1/models/download", json: try encode(request), timeout: .seconds(60), as: DownloadStarted.self)
     }
 

@@ -118,7 +118,11 @@ final class LocalHive: Service, Sendable {
                     let termination = try await process.run(stop: stopRequest) { pid in
                         logger.info("started a local hive", metadata: ["pid": "\(pid)", "url": "\(url)", "log": "\(logFile)"])
                     }
-                    logger.info("local hive exited", metadata: ["status": "\(termination.status)"])
+                    if termination.forcedKill {
+                        logger.warning("local hive ignored SIGTERM and was killed with SIGKILL after the grace period", metadata: ["grace_s": "15"])
+                    } else {
+                        logger.info("local hive exited", metadata: ["status": "\(termination.status)"])
+                    }
                     readiness.publish(.failure(RbeeError(.hiveUnreachable, "the local hive exited while starting (\(termination.status)); see \(logFile)")))
                 } catch {
                     readiness.publish(.failure(RbeeError(.hiveUnreachable, "the local hive could not start: \(error.message)")))

@@ -53,6 +53,8 @@ struct PlacementStateMachine: Sendable {
         var hive: String?
         /// The request's correlation id, carried into the calls made for it (a spawn).
         var correlationID: String?
+        /// The request's `X-Request-Deadline`, forwarded unchanged on the calls made for it.
+        var deadline: String?
     }
 
     /// What the registry knows of a hive now.
@@ -113,6 +115,8 @@ struct PlacementStateMachine: Sendable {
         var parallel: Int?
         /// The correlation id of the request that caused the spawn.
         var correlationID: String?
+        /// That request's `X-Request-Deadline`.
+        var deadline: String?
     }
 
     enum Action: Sendable, Equatable {
@@ -382,7 +386,7 @@ struct PlacementStateMachine: Sendable {
                     SpawnOrder(
                         modelID: modelID, hive: hive.name, hiveURL: hive.url,
                         reference: hive.models.contains(modelID) ? modelID : request.want.modelRef, parallel: settings.workerParallel,
-                        correlationID: request.want.correlationID)))
+                        correlationID: request.want.correlationID, deadline: request.want.deadline)))
         }
         return nil
     }

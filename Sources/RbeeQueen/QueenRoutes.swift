@@ -167,7 +167,8 @@ struct QueenRoutes: Sendable {
         }
         let fetchable = if case .catalogID = task.reference { false } else { true }
         let want = PlacementStateMachine.Want(
-            modelID: task.reference.derivedID, modelRef: task.model, fetchable: fetchable, hive: task.hive, correlationID: context.correlationID)
+            modelID: task.reference.derivedID, modelRef: task.model, fetchable: fetchable, hive: task.hive, correlationID: context.correlationID,
+            deadline: deadlineHeader)
         let id = "task-" + String(UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16))
         let registration = try tasks.register(id)
         let placement = try scheduler.admit(want)
@@ -280,9 +281,11 @@ struct QueenRoutes: Sendable {
             target = best
         }
         let hive = target.record.name
-        let started = try await hives.download(DownloadRequest(modelRef: body.model), hiveURL: target.record.url, correlationID: context.correlationID)
+        let deadline = request.headers[Self.deadlineHeader]
+        let started = try await hives.download(
+            DownloadRequest(modelRef: body.model), hiveURL: target.record.url, correlationID: context.correlationID, deadline: deadline)
         let (frames, continuation) = AsyncStream.makeStream(of: String.self)
-        let client = hives.client(correlationID: context.correlationID)
+        let client = hives.client(correlationID: context.correlationID, deadline: deadline)
         let progressURL = target.record.url + "/v1/models/download/progress?id=" + (started.downloadID ?? "")
         return EventStreamResponse.make(request: request, context: context, frames: frames) {
             defer {

@@ -169,7 +169,7 @@ final class Scheduler: Sendable {
         let request = WorkerSpawnRequest(modelRef: order.reference, parallel: order.parallel, reuse: true)
         background.submit { [self, logger] in
             do throws(RbeeError) {
-                let info = try await hives.spawn(request, hiveURL: order.hiveURL, correlationID: order.correlationID)
+                let info = try await hives.spawn(request, hiveURL: order.hiveURL, correlationID: order.correlationID, deadline: order.deadline)
                 if info.modelID != order.modelID {
                     logger.warning("hive reports another model id than expected", metadata: ["expected": "\(order.modelID)", "reported": "\(info.modelID)"])
                 }

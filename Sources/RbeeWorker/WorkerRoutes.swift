@@ -68,7 +68,7 @@ struct WorkerRoutes: Sendable {
         context.logger.info("inference accepted", metadata: ["job_id": "\(jobID)", "stream": "\(inference.stream)"])
 
         if inference.stream {
-            let frames = InferenceEventFrames(events: events, metrics: metrics)
+            let frames = InferenceEventFrames(events: events, metrics: metrics, jobID: jobID, logger: context.logger)
             // Keep-alive ticks come from the engine, inside the stream itself.
             return EventStreamResponse.make(request: request, context: context, keepAlive: nil, frames: frames) { [engine] in
                 engine.cancel(jobID: jobID)
@@ -76,7 +76,7 @@ struct WorkerRoutes: Sendable {
         }
         defer { engine.cancel(jobID: jobID) }
         let result = try await request.body.consumeWithCancellationOnInboundClose { _ in
-            await collect(events, jobID: jobID)
+            await collect(events, jobID: jobID, logger: context.logger)
         }
         // Disconnect detection consumed the request side: the connection closes after this.
         var response: Response
@@ -89,7 +89,7 @@ struct WorkerRoutes: Sendable {
     }
 
     /// Gathers a whole generation for `stream: false`.
-    private func collect(_ events: AsyncStream<EngineOutput>, jobID: String) async -> Result<InferenceResult, RbeeError> {
+    private func collect(_ events: AsyncStream<EngineOutput>, jobID: String, logger: Logger) async -> Result<InferenceResult, RbeeError> {
         var text = ""
         for await output in events {
             guard case .event(let event) = output else { continue }
@@ -98,9 +98,11 @@ struct WorkerRoutes: Sendable {
             case .token(let piece, _): text += piece
             case .end(let stats):
                 metrics.record(terminal: event)
+                InferenceEventFrames.logEnd(event, jobID: jobID, logger: logger)
                 return .success(InferenceResult(jobID: jobID, model: configuration.engine.modelName, text: text, stats: stats))
             case .error(let error):
                 metrics.record(terminal: event)
+                InferenceEventFrames.logEnd(event, jobID: jobID, logger: logger)
                 return .failure(error)
             }
         }

@@ -7,6 +7,7 @@ import NIOFoundationCompat
 import RbeeAPI
 import RbeeHTTP
 import RbeeTestSupport
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -178,5 +179,44 @@ import Glibc
         let bareError = try decode(ErrorEnvelope.self, bareBody).error
         #expect(bareError.code == .versionMismatch && bareError.details["hive_version"] == "99.0.0")
         #expect(bareError.details["queen_version"] == .string(RbeeVersion.version), "\(bareError)")
+    }
+
+    /// A stand-in hive that keeps the `X-Request-Deadline` each route was called with.
+    final class SeenHeaders: Sendable {
+        let values = Mutex<[String: String]>([:])
+    }
+
+    @Test func theRequestDeadlineReachesTheHiveOnSpawnsAndDownloads() async throws {
+        let queen = try await queen()
+        defer { Task { await queen.stop() } }
+        let seen = SeenHeaders()
+        let deadlineName = HTTPField.Name("X-Request-Deadline")!
+        let router = Router()
+        router.get("/health") { _, _ in
+            Response.json(HiveHealth(status: "ok", uptimeS: 1, models: 0, hiveID: "hive-stand-in"))
+        }
+        router.get("/v1/workers") { _, _ in #"{"workers":[]}"# }
+        router.get("/v1/models") { _, _ in #"{"models":[],"catalog_version":1}"# }
+        for path in ["/v1/workers/spawn", "/v1/models/download"] {
+            router.post(RouterPath(path)) { request, _ -> Response in
+                seen.values.withLock { $0[path] = request.headers[deadlineName] ?? "none" }
+                return Response.error(RbeeError(.insufficientDisk, "no room here"), correlationID: nil)
+            }
+        }
+        let hive = await StandInServer.start(router)
+        defer { Task { await hive.stop() } }
+        let (added, addedBody) = try await post(queen.url + "/v1/hives", json: #"{"name":"stand-in","url":"\#(hive.url)"}"#)
+        #expect(added.status == .created, "\(String(decoding: addedBody, as: UTF8.self))")
+
+        let formatter = ISO8601DateFormatter()
+        let deadline = formatter.string(from: Date().addingTimeInterval(120))
+        let (task, taskBody) = try await post(
+            queen.url + "/v2/tasks", json: #"{"model":"hf:org/repo:m.gguf","prompt":"x","hive":"stand-in"}"#, headers: [("X-Request-Deadline", deadline)])
+        #expect(task.status == .ok && String(decoding: taskBody, as: UTF8.self).contains("INSUFFICIENT_DISK"), "\(String(decoding: taskBody, as: UTF8.self))")
+        let (pull, pullBody) = try await post(
+            queen.url + "/v1/models/pull", json: #"{"model":"hf:org/repo:m.gguf","hive":"stand-in"}"#, headers: [("X-Request-Deadline", deadline)])
+        #expect(pull.status.code == 507, "\(String(decoding: pullBody, as: UTF8.self))")
+        let headers = seen.values.withLock { $0 }
+        #expect(headers["/v1/workers/spawn"] == deadline && headers["/v1/models/download"] == deadline, "\(headers)")
     }
 }
