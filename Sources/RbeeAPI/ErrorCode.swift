@@ -49,6 +49,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, Expressi
     public static let modelLoadFailed: ErrorCode = "MODEL_LOAD_FAILED"
     /// A worker request whose `job_id` is already queued or running there.
     public static let jobExists: ErrorCode = "JOB_EXISTS"
+    /// No port of the hive's `--worker-ports` range is free for a new worker.
+    public static let noPort: ErrorCode = "NO_PORT"
 
     private static let statuses: [ErrorCode: Int] = [
         .invalidRequest: 400, .invalidModelRef: 400, .invalidDevice: 400, .contextLengthExceeded: 400,
@@ -61,7 +63,7 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, Expressi
         .internalError: 500,
         .downloadFailed: 502, .downloadTimeout: 502, .checksumMismatch: 502, .workerCrashed: 502, .streamStalled: 502,
         .allSlotsBusy: 503, .hiveUnreachable: 503, .unavailable: 503, .loadingTimeout: 503, .modelLoadFailed: 503,
-        .insufficientRAM: 507, .insufficientVRAM: 507, .insufficientDisk: 507,
+        .insufficientRAM: 507, .insufficientVRAM: 507, .insufficientDisk: 507, .noPort: 507,
     ]
 
     /// Every code this version knows.

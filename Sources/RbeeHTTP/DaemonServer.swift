@@ -1,6 +1,11 @@
 import Hummingbird
 import Logging
+import NIOCore
 import RbeeAPI
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The HTTP server of an rbee daemon.
 public enum DaemonServer {
@@ -20,5 +25,15 @@ public enum DaemonServer {
                 onListening(bound)
             },
             logger: logger)
+    }
+
+    /// The exit status of a daemon whose port was taken when it bound (EADDRINUSE): a worker's
+    /// hive then starts it again on another port of its range.
+    public static let portTakenExitCode: Int32 = 98
+
+    /// Whether `error` (as the server's service group throws it) is a bind to a port in use.
+    public static func isAddressInUse(_ error: any Error) -> Bool {
+        if let error = error as? IOError { return error.errnoCode == EADDRINUSE }
+        return false
     }
 }

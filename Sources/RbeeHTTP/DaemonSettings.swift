@@ -62,6 +62,27 @@ public struct DaemonSettings: Sendable {
         return checked(value, variable)
     }
 
+    /// A port range `LOW-HIGH` (1…65535, LOW ≤ HIGH) from the option or its variable; `0` is no
+    /// range (`.some(nil)`: the system picks a port); nil when neither is given or it is wrong.
+    public mutating func portRange(_ flag: String?, option: String, variable: String) -> ClosedRange<Int>?? {
+        let (raw, name): (String, String)
+        if let flag {
+            (raw, name) = (flag, option)
+        } else if let value = environment[variable], !value.isEmpty {
+            (raw, name) = (value, variable)
+        } else {
+            return nil
+        }
+        let text = raw.trimmingCharacters(in: .whitespaces)
+        if text == "0" { return .some(nil) }
+        let bounds = text.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+        guard bounds.count == 2, let low = bounds[0], let high = bounds[1], 1 <= low, low <= high, high <= 65535 else {
+            problems.append("\(name) must be a port range LOW-HIGH within 1…65535 (or 0 for ports the system picks), got \"\(raw.prefix(40))\"")
+            return nil
+        }
+        return .some(low...high)
+    }
+
     /// Throws every problem found, in one message.
     public func check() throws(Problem) {
         if !problems.isEmpty { throw Problem(description: problems.joined(separator: "; ")) }

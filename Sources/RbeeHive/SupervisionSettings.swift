@@ -12,6 +12,9 @@ public struct SupervisionSettings: Sendable {
     public var idleTimeout: Duration = .seconds(300)
     /// SIGTERM first; SIGKILL after this.
     public var stopGrace: Duration = .seconds(10)
+    /// The ports workers listen on, so a firewalled machine can open them in advance; nil: a
+    /// port the system picks (ephemeral).
+    public var workerPorts: ClosedRange<Int>? = 7900...7999
     /// An ended worker stays listed this long (how it ended is visible), then is forgotten.
     public var endedRetention: Duration = .seconds(60)
     /// Each worker's log file is rotated past this size (one older file is kept).

@@ -55,6 +55,11 @@ public final class WorkerSupervisor: Service, Sendable {
 
     private struct State {
         var records: [String: Record] = [:]
+        /// The port of each worker's process, from its launch to the end of its task.
+        var ports: [String: Int] = [:]
+        /// Where the next search of the port range starts, so a port just given up is the last
+        /// to be handed out again.
+        var portCursor = 0
         /// Set when the hive shuts down: no worker starts after that.
         var closing = false
     }
@@ -186,6 +191,7 @@ public final class WorkerSupervisor: Service, Sendable {
         if started.status == .cached, let modelPath = started.localPath {
             try checkMemory(modelID: started.modelID, modelPath: modelPath)
         }
+        if let range = settings.workerPorts, !hasFreePort(in: range) { throw Self.noPort(range) }
         let workerID = "worker-" + String(UUID().uuidString.lowercased().prefix(8))
         let base = hiveURL.withLock { $0 } ?? ""
         let model: Job.Model =
@@ -252,6 +258,7 @@ public final class WorkerSupervisor: Service, Sendable {
             let ended = RbeeError(.cancelled, "the worker ended before it started", details: ["worker_id": .string(job.workerID)])
             record.listening.publish(.failure(ended))
             record.loading.publish(.failed(ended))
+            state.withLock { _ = $0.ports.removeValue(forKey: job.workerID) }
             record.ended.request()
         }
         let modelPath: String
@@ -311,7 +318,7 @@ public final class WorkerSupervisor: Service, Sendable {
             return
         }
         var arguments = [
-            "--model", modelPath, "--port", "0", "--worker-id", job.workerID,
+            "--model", modelPath, "--worker-id", job.workerID,
             "--heartbeat-secs", "\(Double(settings.heartbeatInterval.milliseconds) / 1000)",
             "--loading-timeout-secs", "\(Double(settings.loadingTimeout.milliseconds) / 1000)",
         ]
@@ -320,55 +327,107 @@ public final class WorkerSupervisor: Service, Sendable {
         if let ctx = job.request.ctxSize { arguments += ["--ctx-size", "\(ctx)"] }
         if record.lifecycle.device.hasPrefix("cuda:") { arguments += ["--gpu-layers", "999"] }
         try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-        // The token goes through the environment, never argv.
-        let process = ChildProcess(
-            executable: binary, arguments: arguments, environment: ["RBEE_API_TOKEN": token?.value], logFile: record.logFile,
-            logLimitBytes: settings.logLimitBytes, grace: settings.stopGrace)
         let base = hiveURL.withLock { $0 } ?? ""
         await withTaskGroup(of: Void.self) { group in
             group.addTask { [self] in await relayLoading(job.workerID, record: record) }
-            do throws(RbeeError) {
-                let termination = try await process.run(stop: record.stop) { [self] pid in
-                    update(job.workerID) { $0.launched(pid: pid, progressURL: base + "/v1/workers/\(job.workerID)/progress", now: .now) }
-                    metrics.recordSpawn(launched: true)
-                    job.logger.info("worker started", metadata: ["model_path": "\(modelPath)", "pid": "\(pid)", "log": "\(record.logFile)"])
+            var taken: Set<Int> = []
+            while true {
+                guard let port = reservePort(for: job.workerID, skipping: taken) else {
+                    let error = Self.noPort(settings.workerPorts ?? 0...0)
+                    job.logger.error("worker could not start", metadata: ["error": "\(error)"])
+                    update(job.workerID) { $0.launchFailed(error, now: .now) }
+                    metrics.recordSpawn(launched: false)
+                    record.listening.publish(.failure(error))
+                    break
                 }
-                let (actions, expected, failure) = state.withLock { state -> ([WorkerLifecycle.Action], Bool, RbeeError?) in
-                    guard var lifecycle = state.records[job.workerID]?.lifecycle else { return ([], true, nil) }
-                    let stopReason: WorkerLifecycle.StopReason? = if case .stopping(let reason) = lifecycle.phase { reason } else { nil }
-                    let expected = stopReason != nil
-                    metrics.recordStop(reason: stopReason?.kind.rawValue ?? "crashed")
-                    let actions = lifecycle.exited(status: termination.status, stderrTail: termination.stderrTail, now: .now)
-                    state.records[job.workerID]?.lifecycle = lifecycle
-                    return (actions, expected, lifecycle.info(now: .now).error)
+                // The token goes through the environment, never argv.
+                let process = ChildProcess(
+                    executable: binary, arguments: arguments + ["--port", "\(port)"], environment: ["RBEE_API_TOKEN": token?.value],
+                    logFile: record.logFile, logLimitBytes: settings.logLimitBytes, grace: settings.stopGrace)
+                let retry = !taken.isEmpty
+                do throws(RbeeError) {
+                    let termination = try await process.run(stop: record.stop) { [self] pid in
+                        update(job.workerID) { $0.launched(pid: pid, progressURL: base + "/v1/workers/\(job.workerID)/progress", now: .now) }
+                        if !retry { metrics.recordSpawn(launched: true) }
+                        job.logger.info(
+                            "worker started", metadata: ["model_path": "\(modelPath)", "pid": "\(pid)", "port": "\(port)", "log": "\(record.logFile)"])
+                    }
+                    // Another program took the port between the check and the worker's bind: the
+                    // next free port of the range.
+                    if termination.status == "exit \(DaemonServer.portTakenExitCode)", settings.workerPorts != nil, !record.stop.isRequested {
+                        taken.insert(port)
+                        job.logger.warning("worker port taken; starting it on the next free port", metadata: ["port": "\(port)"])
+                        continue
+                    }
+                    let (actions, expected, failure) = state.withLock { state -> ([WorkerLifecycle.Action], Bool, RbeeError?) in
+                        guard var lifecycle = state.records[job.workerID]?.lifecycle else { return ([], true, nil) }
+                        let stopReason: WorkerLifecycle.StopReason? = if case .stopping(let reason) = lifecycle.phase { reason } else { nil }
+                        let expected = stopReason != nil
+                        metrics.recordStop(reason: stopReason?.kind.rawValue ?? "crashed")
+                        let actions = lifecycle.exited(status: termination.status, stderrTail: termination.stderrTail, now: .now)
+                        state.records[job.workerID]?.lifecycle = lifecycle
+                        return (actions, expected, lifecycle.info(now: .now).error)
+                    }
+                    // Whoever waits for it to listen or load hears why it ended (a loading timeout, say).
+                    let ended =
+                        failure
+                        ?? RbeeError(
+                            .workerCrashed, "the worker process ended (\(termination.status)) before it had loaded its model",
+                            details: ["worker_id": .string(job.workerID), "exit": .string(termination.status)])
+                    record.listening.publish(.failure(ended))
+                    record.loading.publish(.failed(ended))
+                    if termination.forcedKill {
+                        let pid = state.withLock { $0.records[job.workerID]?.lifecycle.pid }.map { "\($0)" } ?? "?"
+                        job.logger.warning(
+                            "worker ignored SIGTERM and was killed with SIGKILL after the grace period",
+                            metadata: ["pid": "\(pid)", "grace_s": "\(Double(settings.stopGrace.milliseconds) / 1000)", "exit": "\(termination.status)"])
+                    } else if expected {
+                        job.logger.info("worker stopped", metadata: ["exit": "\(termination.status)"])
+                    } else {
+                        job.logger.error("worker crashed", metadata: ["exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])
+                    }
+                    perform(actions, for: job.workerID)
+                } catch {
+                    job.logger.error("worker could not start", metadata: ["error": "\(error)"])
+                    update(job.workerID) { $0.launchFailed(error, now: .now) }
+                    metrics.recordSpawn(launched: false)
+                    record.listening.publish(.failure(error))
                 }
-                // Whoever waits for it to listen or load hears why it ended (a loading timeout, say).
-                let ended =
-                    failure
-                    ?? RbeeError(
-                        .workerCrashed, "the worker process ended (\(termination.status)) before it had loaded its model",
-                        details: ["worker_id": .string(job.workerID), "exit": .string(termination.status)])
-                record.listening.publish(.failure(ended))
-                record.loading.publish(.failed(ended))
-                if termination.forcedKill {
-                    let pid = state.withLock { $0.records[job.workerID]?.lifecycle.pid }.map { "\($0)" } ?? "?"
-                    job.logger.warning(
-                        "worker ignored SIGTERM and was killed with SIGKILL after the grace period",
-                        metadata: ["pid": "\(pid)", "grace_s": "\(Double(settings.stopGrace.milliseconds) / 1000)", "exit": "\(termination.status)"])
-                } else if expected {
-                    job.logger.info("worker stopped", metadata: ["exit": "\(termination.status)"])
-                } else {
-                    job.logger.error("worker crashed", metadata: ["exit": "\(termination.status)", "stderr_tail": "\(termination.stderrTail ?? "")"])
-                }
-                perform(actions, for: job.workerID)
-            } catch {
-                job.logger.error("worker could not start", metadata: ["error": "\(error)"])
-                update(job.workerID) { $0.launchFailed(error, now: .now) }
-                metrics.recordSpawn(launched: false)
-                record.listening.publish(.failure(error))
+                break
             }
             group.cancelAll()
         }
+    }
+
+    // MARK: Ports
+
+    /// A port of the range for the worker, held for it until its task ends: free now, held by
+    /// no other worker of this hive, not in `skipping`. 0 (the system picks) without a range;
+    /// nil when the range is full.
+    private func reservePort(for workerID: String, skipping: Set<Int>) -> Int? {
+        guard let range = settings.workerPorts else { return 0 }
+        return state.withLock { state in
+            let held = Set(state.ports.filter { $0.key != workerID }.values).union(skipping)
+            for offset in 0..<range.count {
+                let port = range.lowerBound + (state.portCursor + offset) % range.count
+                guard !held.contains(port), LocalPort.isFree(port) else { continue }
+                state.portCursor = (port - range.lowerBound + 1) % range.count
+                state.ports[workerID] = port
+                return port
+            }
+            return nil
+        }
+    }
+
+    private func hasFreePort(in range: ClosedRange<Int>) -> Bool {
+        let held = state.withLock { Set($0.ports.values) }
+        return range.contains { !held.contains($0) && LocalPort.isFree($0) }
+    }
+
+    static func noPort(_ range: ClosedRange<Int>) -> RbeeError {
+        let text = "\(range.lowerBound)-\(range.upperBound)"
+        return RbeeError(
+            .noPort, "no port of the worker port range \(text) is free (--worker-ports)", details: ["worker_ports": .string(text)])
     }
 
     /// Follows the worker's own loading progress, once it listens, into the record's broadcast.

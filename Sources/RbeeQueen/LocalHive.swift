@@ -95,7 +95,7 @@ final class LocalHive: Service, Sendable {
             readiness.publish(.failure(RbeeError(.hiveUnreachable, "no hive is registered and none can be started here: \(error.message)", details: error.details)))
             return
         }
-        if port == 0 { port = Self.freePort() ?? 7835 }
+        if port == 0 { port = LocalPort.any() ?? 7835 }
         let url = "http://127.0.0.1:\(port)"
         var arguments = [
             "serve", "--port", "\(port)", "--name", Self.name, "--home", configuration.home, "--queen-url", await queenURL(),
@@ -158,24 +158,5 @@ final class LocalHive: Service, Sendable {
         } catch {
             return .failure(error)
         }
-    }
-
-    static func freePort() -> Int? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { return nil }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

@@ -94,6 +94,10 @@ struct WorkerCommand: AsyncParsableCommand {
             if hiveURL != nil { _ = rbee_set_parent_death_signal(SIGTERM) }
             try await WorkerService(configuration: configuration, logger: logger).run()
         } catch {
+            if DaemonServer.isAddressInUse(error) {
+                logger.error("port taken", metadata: ["port": "\(configuration.port)", "error": "\(error)"])
+                throw ExitCode(DaemonServer.portTakenExitCode)
+            }
             logger.critical("worker failed", metadata: ["error": "\(error)"])
             throw ExitCode.failure
         }

@@ -53,6 +53,10 @@ struct HiveCommand: AsyncParsableCommand {
         var memoryLimitBytes: Int?
         @Option(name: .customLong("worker-loading-timeout-secs"), help: "Kill a worker still loading after this [RBEE_WORKER_LOADING_TIMEOUT_SECS, 600].")
         var loadingTimeoutSecs: Double?
+        @Option(
+            name: .customLong("worker-ports"),
+            help: "Ports workers listen on, LOW-HIGH, to open in a firewall; 0: ports the system picks [RBEE_HIVE_WORKER_PORTS, 7900-7999].")
+        var workerPorts: String?
         @Option(name: .customLong("worker-stop-grace-secs"), help: "SIGKILL a worker this long after SIGTERM [RBEE_HIVE_WORKER_STOP_GRACE_SECS, 10].")
         var stopGraceSecs: Double?
         @Flag(name: .customLong("exit-with-parent"), help: "Stop (with its workers) when the process that started this one ends.")
@@ -97,6 +101,9 @@ struct HiveCommand: AsyncParsableCommand {
             }
             if let value = settings.seconds(loadingTimeoutSecs, option: "--worker-loading-timeout-secs", variable: "RBEE_WORKER_LOADING_TIMEOUT_SECS") {
                 configuration.supervision.loadingTimeout = value
+            }
+            if let value = settings.portRange(workerPorts, option: "--worker-ports", variable: "RBEE_HIVE_WORKER_PORTS") {
+                configuration.supervision.workerPorts = value
             }
             if let value = settings.seconds(stopGraceSecs, option: "--worker-stop-grace-secs", variable: "RBEE_HIVE_WORKER_STOP_GRACE_SECS") {
                 configuration.supervision.stopGrace = value

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import RbeeAPI
+import RbeeHTTP
 import RbeeHive
 import RbeeTestSupport
 import Testing
@@ -112,16 +113,58 @@ import Glibc
         try await hive.stop()
     }
 
-    @Test func twoHivesOnOneHostStartWorkersAtOnceWithoutAPortCollision() async throws {
-        let a = try await SupervisionTests.startHive()
-        let b = try await SupervisionTests.startHive()
+    /// `count` consecutive ports free now, above the default worker range.
+    static func freePorts(_ count: Int) throws -> ClosedRange<Int> {
+        for base in stride(from: 31_000, to: 60_000, by: 97) where (base..<base + count).allSatisfy({ LocalPort.isFree($0) }) {
+            return base...(base + count - 1)
+        }
+        throw DaemonError("no \(count) consecutive free ports")
+    }
+
+    func port(of worker: HiveWorkerInfo?) -> Int? { worker.flatMap { URL(string: $0.url)?.port } }
+
+    /// Two hives on one host share a port range of two: both start workers at once, so both try
+    /// the first port; the worker that finds it taken is started again on the next.
+    @Test func twoHivesSharingAPortRangeStartWorkersAtOnceAndACollisionMovesToTheNextPort() async throws {
+        let range = try Self.freePorts(2)
+        let a = try await SupervisionTests.startHive { $0.workerPorts = range }
+        let b = try await SupervisionTests.startHive { $0.workerPorts = range }
         async let first = spawn(a)
         async let second = spawn(b)
         let (one, two) = try await (first, second)
-        #expect(one.url != two.url)
         try await waitUntil(.seconds(30)) { state(a, one.workerID)?.state == .ready && state(b, two.workerID)?.state == .ready }
+        let ports = [port(of: state(a, one.workerID)), port(of: state(b, two.workerID))]
+        #expect(Set(ports.compactMap { $0 }) == Set(range), "\(ports) in \(range)")
+        var logs: [String] = []
+        for (hive, worker) in [(a, one), (b, two)] { logs.append(String(decoding: try await get(hive.baseURL + "/v1/workers/\(worker.workerID)/logs").1, as: UTF8.self)) }
+        #expect(logs.contains { $0.contains("port taken") }, "the second worker found the first port taken and moved on")
         try await a.stop()
         try await b.stop()
+    }
+
+    @Test func aFullPortRangeIsAFiveOhSevenNamingTheRange() async throws {
+        let range = try Self.freePorts(1)
+        // Another program listens on the only port.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var yes: Int32 = 1
+        _ = setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(range.lowerBound).bigEndian)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(listener, 1) == 0)
+        let hive = try await SupervisionTests.startHive { $0.workerPorts = range }
+        let (response, body) = try await post(
+            hive.baseURL + "/v1/workers/spawn", json: #"{"model_ref":"file:\#(modelPath)","parallel":1,"ctx_size":256}"#)
+        #expect(response.status.code == 507, "\(String(decoding: body, as: UTF8.self))")
+        let error = try decode(ErrorEnvelope.self, body).error
+        #expect(error.code == .noPort && error.details["worker_ports"] == .string("\(range.lowerBound)-\(range.upperBound)"), "\(error)")
+        #expect(hive.service.supervisor.list().isEmpty, "nothing was started")
+        try await hive.stop()
     }
 
     @Test func aFrozenWorkerIsFoundByProbesWithinThreeIntervals() async throws {
