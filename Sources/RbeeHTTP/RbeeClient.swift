@@ -49,7 +49,7 @@ public struct RbeeClient: Sendable {
             response = try await http.execute(request(method, url, json: json), timeout: .milliseconds(Int64(timeout.milliseconds)))
             body = try await response.body.collect(upTo: 16 << 20)
         } catch {
-            throw RbeeError(unreachableCode, "cannot reach \(Self.origin(url)): \(Self.describe(error))", details: ["url": .string(Self.origin(url))])
+            throw unreachable(url, error)
         }
         let data = Data(buffer: body)
         guard (200..<300).contains(response.status.code) else {
@@ -79,13 +79,27 @@ public struct RbeeClient: Sendable {
         do {
             response = try await http.execute(request(method, url, json: json), timeout: .milliseconds(Int64(timeout.milliseconds)))
         } catch {
-            throw RbeeError(unreachableCode, "cannot reach \(Self.origin(url)): \(Self.describe(error))", details: ["url": .string(Self.origin(url))])
+            throw unreachable(url, error)
         }
         guard (200..<300).contains(response.status.code) else {
             let body = (try? await response.body.collect(upTo: 1 << 20)).map { Data(buffer: $0) } ?? Data()
             throw Self.error(status: Int(response.status.code), body: body, headers: response.headers, url: url)
         }
         return EventStreamReader(response: response, origin: Self.origin(url))
+    }
+
+    /// A peer that could not be reached, or did not answer within the call's deadline (then
+    /// `details.timed_out` is true: the peer may be alive but suspended or overloaded, which a
+    /// caller may judge differently from one that refused the connection).
+    func unreachable(_ url: String, _ error: any Error) -> RbeeError {
+        var details: [String: JSONValue] = ["url": .string(Self.origin(url))]
+        if let error = error as? HTTPClientError, error == .deadlineExceeded { details["timed_out"] = .bool(true) }
+        return RbeeError(unreachableCode, "cannot reach \(Self.origin(url)): \(Self.describe(error))", details: details)
+    }
+
+    /// Whether `error` is a call that got no answer within its deadline.
+    public static func timedOut(_ error: any Error) -> Bool {
+        (error as? RbeeError)?.details["timed_out"] == .bool(true)
     }
 
     /// The error an rbee error envelope (or any other error body) describes.

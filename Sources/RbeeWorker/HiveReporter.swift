@@ -9,8 +9,10 @@ import RbeeInference
 import ServiceLifecycle
 
 /// Reports to the hive that spawned this worker: `ready` (or the load failure) once, then a
-/// heartbeat every interval. When the hive refuses or misses `failureLimit` heartbeats in a row
-/// the worker drains and exits, so no worker outlives its hive.
+/// heartbeat every interval. When the hive refuses `failureLimit` heartbeats in a row (an error
+/// answer, a refused connection) the worker drains and exits, so no worker outlives its hive. A
+/// heartbeat the hive does not answer in time is not counted: the hive is alive (its death would
+/// end this process) but cannot run, suspended or stopped, and judges its workers once it can.
 struct HiveReporter: Service {
     let hiveURL: String
     let configuration: WorkerConfiguration
@@ -58,6 +60,8 @@ struct HiveReporter: Service {
             do {
                 try await post("/v1/workers/heartbeat", beat)
                 failures = 0
+            } catch where RbeeClient.timedOut(error) {
+                logger.warning("heartbeat not answered in time; the hive may be suspended (not counted)", metadata: ["hive": "\(hiveURL)"])
             } catch {
                 failures += 1
                 logger.warning("heartbeat failed", metadata: ["hive": "\(hiveURL)", "failures": "\(failures)", "error": "\(error)"])
@@ -72,6 +76,8 @@ struct HiveReporter: Service {
 
     private func post(_ path: String, _ body: some Encodable) async throws {
         let client = RbeeClient(token: configuration.token?.value, unreachableCode: .hiveUnreachable)
-        _ = try await client.call(.POST, hiveURL + path, json: try JSONEncoder().encode(body), timeout: .seconds(5))
+        // A beat later than the interval is late anyway; 1-5 s.
+        let timeout = min(.seconds(5), max(.seconds(1), configuration.heartbeatInterval))
+        _ = try await client.call(.POST, hiveURL + path, json: try JSONEncoder().encode(body), timeout: timeout)
     }
 }

@@ -45,8 +45,9 @@ import Glibc
             #expect(elsewhere.endsProperly)
             #expect(Self.hive(of: elsewhere) == "h2", "\(elsewhere.events.map(\.event))")
 
-            // Suspended well past 3 of its workers' heartbeat intervals.
-            let resumeAt = suspended + .seconds(6)
+            // Suspended well past 3 of its workers' heartbeat intervals: the worker's own beats
+            // time out meanwhile (1 s each), which does not make it give its hive up.
+            let resumeAt = suspended + .seconds(8)
             if ContinuousClock.now < resumeAt { try await Task.sleep(until: resumeAt) }
             h1.signal(SIGCONT)
             try await Task.sleep(for: .seconds(4))
@@ -55,6 +56,8 @@ import Glibc
             let listed = try await get(h1.url + "/v1/workers", as: Workers.self).workers.first { $0.workerID == worker.workerID }
             #expect(listed?.state == .ready, "\(String(describing: listed)) \(h1.tail())")
             #expect(h1.tail().contains("clock gap"), "\(h1.tail())")
+            let workerLog = String(decoding: try await get(h1.url + "/v1/workers/\(worker.workerID)/logs").1, as: UTF8.self)
+            #expect(workerLog.contains("not counted") && !workerLog.contains("hive lost"), "\(workerLog.suffix(1500))")
 
             // Back online, it takes work at once, on the worker it kept.
             try await waitUntil(.seconds(10)) { try await cluster.hiveList().first { $0.name == "h1" }?.status == .online }
