@@ -4,8 +4,9 @@ import Glibc
 
 /// Ports on this machine: whether one can be bound now, or any the system hands out.
 public enum LocalPort {
-    /// Whether a listener could bind `port` on `host` (an IPv4 address) now. Like the servers,
-    /// the probe sets SO_REUSEADDR, so a port in TIME_WAIT counts as free.
+    /// Whether a listener could bind `port` on `host` now (an IPv4 address; any other host is
+    /// probed on every interface). Like the servers, the probe sets SO_REUSEADDR, so a port in
+    /// TIME_WAIT counts as free.
     public static func isFree(_ port: Int, host: String = "127.0.0.1") -> Bool {
         bind(port: port, host: host) != nil
     }
@@ -24,7 +25,8 @@ public enum LocalPort {
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr(host)
+        let parsed = inet_addr(host)
+        address.sin_addr.s_addr = parsed == INADDR_NONE ? INADDR_ANY : parsed
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }

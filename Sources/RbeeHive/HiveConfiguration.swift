@@ -20,10 +20,28 @@ public struct HiveConfiguration: Sendable {
     /// The queen to register with and send heartbeats to; nil runs standalone.
     public var queenURL: String?
     public var queenHeartbeatInterval: Duration = .seconds(10)
+    /// The URL the queen reaches this hive at; nil: `http://<host>:<port>`, the loopback
+    /// address standing in for a hive bound to every interface.
+    public var advertiseURL: String?
 
     public init(home: String) {
         self.home = home
     }
+
+    /// The address this hive and its workers are announced with: the advertised URL's host, else
+    /// the address it binds (loopback for every interface).
+    var advertisedHost: String {
+        if let advertiseURL, let host = URL(string: advertiseURL)?.host, !host.isEmpty { return host }
+        return Self.isWildcard(host) ? "127.0.0.1" : host
+    }
+
+    static func isWildcard(_ host: String) -> Bool { host == "0.0.0.0" || host == "::" }
+
+    /// Where workers on this machine call the hive back: its own address, loopback for every interface.
+    func callbackURL(port: Int) -> String { "http://\(Self.isWildcard(host) ? "127.0.0.1" : host):\(port)" }
+
+    /// The URL announced to the queen.
+    func announcedURL(port: Int) -> String { advertiseURL ?? "http://\(advertisedHost):\(port)" }
 
     /// The host name's first label, lower-cased, made DNS-safe.
     public static func defaultName() -> String {

@@ -29,8 +29,12 @@ public final class HiveService: Sendable {
         self.provisioner = ModelProvisioner(
             catalog: catalog, settings: configuration.downloads, extraModelDirectories: configuration.extraModelDirectories,
             logger: logger, background: background, metrics: metrics)
+        // Workers bind the hive's address, in its port range, and are announced with its host.
+        var supervision = configuration.supervision
+        supervision.workerHost = configuration.host
+        supervision.workerAdvertisedHost = configuration.advertisedHost
         self.supervisor = WorkerSupervisor(
-            settings: configuration.supervision, provisioner: provisioner, token: configuration.token,
+            settings: supervision, provisioner: provisioner, token: configuration.token,
             logDirectory: configuration.home + "/logs/workers", logger: logger, metrics: metrics)
     }
 
@@ -54,8 +58,8 @@ public final class HiveService: Sendable {
         let app = try DaemonServer.application(
             router: makeRouter(), host: configuration.host, port: configuration.port, token: configuration.token,
             serverName: "rbee-hive", logger: logger
-        ) { [portBroadcast, supervisor, host = configuration.host] port in
-            supervisor.setHiveURL("http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)")
+        ) { [portBroadcast, supervisor, configuration] port in
+            supervisor.setHiveURL(configuration.callbackURL(port: port))
             portBroadcast.publish(port)
         }
         // Listed last, so the first to hear of a shutdown: workers stop before the server does.
@@ -66,10 +70,10 @@ public final class HiveService: Sendable {
             let reporter = QueenReporter(
                 queenURL: queenURL, name: configuration.name, hiveID: hiveID, interval: configuration.queenHeartbeatInterval, token: configuration.token,
                 provisioner: provisioner, supervisor: supervisor,
-                hiveURL: { [portBroadcast, host = configuration.host] in
+                hiveURL: { [portBroadcast, configuration] in
                     var port = 0
                     for await bound in portBroadcast.subscribe() { port = bound }
-                    return "http://\(host == "0.0.0.0" ? "127.0.0.1" : host):\(port)"
+                    return configuration.announcedURL(port: port)
                 }, logger: logger)
             services.append(.init(service: reporter, successTerminationBehavior: .ignore))
         }

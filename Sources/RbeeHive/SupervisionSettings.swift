@@ -15,6 +15,11 @@ public struct SupervisionSettings: Sendable {
     /// The ports workers listen on, so a firewalled machine can open them in advance; nil: a
     /// port the system picks (ephemeral).
     public var workerPorts: ClosedRange<Int>? = 7900...7999
+    /// The address workers bind (the hive's own).
+    public var workerHost = "127.0.0.1"
+    /// The address workers are announced with, when it is not the one they bind (a hive bound to
+    /// every interface, or behind an advertised URL).
+    public var workerAdvertisedHost: String?
     /// An ended worker stays listed this long (how it ended is visible), then is forgotten.
     public var endedRetention: Duration = .seconds(60)
     /// Each worker's log file is rotated past this size (one older file is kept).

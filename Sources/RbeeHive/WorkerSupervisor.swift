@@ -318,7 +318,7 @@ public final class WorkerSupervisor: Service, Sendable {
             return
         }
         var arguments = [
-            "--model", modelPath, "--worker-id", job.workerID,
+            "--model", modelPath, "--worker-id", job.workerID, "--host", settings.workerHost,
             "--heartbeat-secs", "\(Double(settings.heartbeatInterval.milliseconds) / 1000)",
             "--loading-timeout-secs", "\(Double(settings.loadingTimeout.milliseconds) / 1000)",
         ]
@@ -341,8 +341,12 @@ public final class WorkerSupervisor: Service, Sendable {
                     break
                 }
                 // The token goes through the environment, never argv.
+                var attempt = arguments + ["--port", "\(port)"]
+                if let advertised = settings.workerAdvertisedHost, advertised != settings.workerHost, port != 0 {
+                    attempt += ["--advertise-url", "http://\(advertised):\(port)"]
+                }
                 let process = ChildProcess(
-                    executable: binary, arguments: arguments + ["--port", "\(port)"], environment: ["RBEE_API_TOKEN": token?.value],
+                    executable: binary, arguments: attempt, environment: ["RBEE_API_TOKEN": token?.value],
                     logFile: record.logFile, logLimitBytes: settings.logLimitBytes, grace: settings.stopGrace)
                 let retry = !taken.isEmpty
                 do throws(RbeeError) {
@@ -410,7 +414,7 @@ public final class WorkerSupervisor: Service, Sendable {
             let held = Set(state.ports.filter { $0.key != workerID }.values).union(skipping)
             for offset in 0..<range.count {
                 let port = range.lowerBound + (state.portCursor + offset) % range.count
-                guard !held.contains(port), LocalPort.isFree(port) else { continue }
+                guard !held.contains(port), LocalPort.isFree(port, host: settings.workerHost) else { continue }
                 state.portCursor = (port - range.lowerBound + 1) % range.count
                 state.ports[workerID] = port
                 return port
@@ -421,7 +425,7 @@ public final class WorkerSupervisor: Service, Sendable {
 
     private func hasFreePort(in range: ClosedRange<Int>) -> Bool {
         let held = state.withLock { Set($0.ports.values) }
-        return range.contains { !held.contains($0) && LocalPort.isFree($0) }
+        return range.contains { !held.contains($0) && LocalPort.isFree($0, host: settings.workerHost) }
     }
 
     static func noPort(_ range: ClosedRange<Int>) -> RbeeError {

@@ -40,6 +40,10 @@ struct HiveCommand: AsyncParsableCommand {
         @Option(name: .customLong("download-attempts"), help: "Attempts per download, with exponential backoff (1-100).") var attempts: Int = 6
         @Option(help: "This hive's name, reported to the queen (default: the host name).") var name: String?
         @Option(name: .customLong("queen-url"), help: "Queen to register with and send heartbeats to.") var queenURL: String?
+        @Option(
+            name: .customLong("advertise-url"),
+            help: "URL the queen reaches this hive at (default http://<host>:<port>); its host is also the one workers are announced with.")
+        var advertiseURL: String?
         @Option(name: .customLong("heartbeat-secs"), help: "Heartbeat interval to the queen [RBEE_HIVE_HEARTBEAT_SECS, 10].")
         var queenHeartbeatSecs: Double?
         @Option(name: .customLong("worker-binary"), help: "llm-worker-rbee to spawn (default: next to this executable, or in RBEE_BIN_DIR).") var workerBinary: String?
@@ -87,6 +91,12 @@ struct HiveCommand: AsyncParsableCommand {
                 memoryLimitBytes, option: "--memory-limit-bytes", variable: "RBEE_HIVE_MEMORY_LIMIT_BYTES", range: 0...Int.max)
             if let name { configuration.name = name }
             configuration.queenURL = queenURL
+            if let advertiseURL {
+                guard let url = URL(string: advertiseURL), ["http", "https"].contains(url.scheme ?? ""), url.host?.isEmpty == false else {
+                    throw ValidationError("--advertise-url must be an http:// or https:// URL with a host, got \(advertiseURL)")
+                }
+                configuration.advertiseURL = advertiseURL.hasSuffix("/") ? String(advertiseURL.dropLast()) : advertiseURL
+            }
             if let value = settings.seconds(queenHeartbeatSecs, option: "--heartbeat-secs", variable: "RBEE_HIVE_HEARTBEAT_SECS") {
                 configuration.queenHeartbeatInterval = value
             }

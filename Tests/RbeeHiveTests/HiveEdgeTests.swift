@@ -167,6 +167,28 @@ import Glibc
         try await hive.stop()
     }
 
+    /// A worker listens where its hive does and is announced with the hive's address, not with
+    /// loopback (a queen on another machine could not reach that). 127.0.0.2 stands in for the
+    /// hive machine's network address here.
+    @Test func workersBindAndAreAnnouncedWithTheHivesAddress() async throws {
+        let hive = try await RunningHive.start(server: nil) {
+            $0.host = "127.0.0.2"
+            $0.extraModelDirectories = [(modelPath as NSString).deletingLastPathComponent]
+            $0.supervision = SupervisionSettings(workerBinary: binary(named: "llm-worker-rbee"))
+        }
+        #expect(hive.baseURL.hasPrefix("http://127.0.0.2:"))
+        let worker = try await spawn(hive)
+        try await waitUntil(.seconds(30)) { state(hive, worker.workerID)?.state == .ready }
+        let url = try #require(state(hive, worker.workerID)?.url)
+        let port = try #require(URL(string: url)?.port)
+        #expect(url == "http://127.0.0.2:\(port)" && (7900...7999).contains(port), "\(url)")
+        let (health, _) = try await get(url + "/health")
+        #expect(health.status == .ok)
+        // Bound to the hive's address only: the same port on 127.0.0.1 is another address.
+        #expect(LocalPort.isFree(port, host: "127.0.0.1") && !LocalPort.isFree(port, host: "127.0.0.2"))
+        try await hive.stop()
+    }
+
     @Test func aFrozenWorkerIsFoundByProbesWithinThreeIntervals() async throws {
         let hive = try await SupervisionTests.startHive {
             $0.heartbeatInterval = .seconds(30)  // heartbeats would take 90 s to notice

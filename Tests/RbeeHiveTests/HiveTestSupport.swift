@@ -32,7 +32,8 @@ struct RunningHive: Sendable {
         let service = try await HiveService(configuration: configuration, logger: logger)
         let task = Task { try await service.run(handleSignals: false) }
         let port = await service.port()
-        return RunningHive(service: service, baseURL: "http://127.0.0.1:\(port)", task: task, home: home)
+        let host = configuration.host == "0.0.0.0" ? "127.0.0.1" : configuration.host
+        return RunningHive(service: service, baseURL: "http://\(host):\(port)", task: task, home: home)
     }
 
     func stop() async throws {
