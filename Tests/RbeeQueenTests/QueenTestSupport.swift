@@ -119,11 +119,13 @@ struct TaskTranscript: Sendable {
 
 /// Posts a native task and reads the stream to its end; `onEvent` may act mid-stream.
 func runTask(
-    _ queenURL: String, json: String, timeout: Duration = .seconds(120), onEvent: @Sendable (TaskEvent) async -> Void = { _ in }
+    _ queenURL: String, json: String, timeout: Duration = .seconds(120), headers: [(String, String)] = [],
+    onEvent: @Sendable (TaskEvent) async -> Void = { _ in }
 ) async throws -> TaskTranscript {
     var request = HTTPClientRequest(url: queenURL + "/v2/tasks")
     request.method = .POST
     request.headers.add(name: "Content-Type", value: "application/json")
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
     request.body = .bytes(ByteBuffer(string: json))
     let sentAt = ContinuousClock.now
     let response = try await http.execute(request, timeout: .seconds(30))
