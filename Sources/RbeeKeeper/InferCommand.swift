@@ -46,8 +46,11 @@ struct InferCommand: AsyncParsableCommand {
             Starts a local queen and hive when none answers (and stops them afterwards), shows download
             and loading progress on stderr, and ends with tokens/s and time to first token. Ctrl-C cancels
             the request on the worker and exits 130.
+            With --chat the prompt is one user message, rendered with the model's chat template: what an
+            instruction-tuned model answers (and stops by itself); without it, the text is continued.
             Examples:
               rbee infer "Write a haiku about bees"
+              rbee infer --chat -m file:~/.cache/rbee/models/SmolLM2-135M-Instruct.Q4_1.gguf "What is the capital of France?"
               rbee infer -m gemma-3-270m-q4_k_m --max-tokens 32 --temperature 0 "Hello"
               rbee infer --hive gpu-box -m hf:ORG/REPO:model.gguf "Hello"
             """)
@@ -55,15 +58,20 @@ struct InferCommand: AsyncParsableCommand {
     @OptionGroup var queen: QueenOptions
     @OptionGroup var sampling: SamplingOptions
     @Flag(name: .customLong("no-start"), help: "Never start a queen; fail when none answers.") var noStart = false
+    @Flag(help: "Send the prompt as a user message, rendered with the model's chat template.") var chat = false
+    @Option(help: "With --chat: a system message before the prompt.") var system: String?
     @Argument(help: "The prompt.") var prompt: String
 
     func validate() throws {
         if prompt.isEmpty { throw ValidationError("the prompt must not be empty") }
+        if system != nil, !chat { throw ValidationError("--system needs --chat") }
     }
 
     func run() async throws {
         let status = StatusLine()
-        let request = try sampling.request(.text(prompt))
+        var messages = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+        messages.append(ChatMessage(role: "user", content: prompt))
+        let request = try sampling.request(chat ? .messages(messages) : .text(prompt))
         let interrupts = Interrupts()
         let printer = TaskPrinter(connection: queen.connection, status: status)
         do {

@@ -89,6 +89,24 @@ func workerProcesses() -> Set<String> {
         #expect(workerProcesses().subtracting(workersBefore).isEmpty, "workers left: \(workerProcesses().subtracting(workersBefore))")
     }
 
+    /// The main job's question: `rbee infer --chat` on the instruct model answers it and stops by
+    /// itself (its end-of-turn token), well before --max-tokens.
+    @Test func inferChatOnTheInstructModelAnswersAndStopsByItself() async throws {
+        let home = try temporaryHome()
+        let run = try RbeeRun(
+            ["infer", "--chat", "-m", "file:" + instructModelPath, "--temperature", "0", "What is the capital of France?"],
+            environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": "http://127.0.0.1:\(freePort())"])
+        let status = await run.wait()
+        #expect(status == 0, "stderr: \(run.stderr)")
+        #expect(run.stdout.contains("Paris"), "\(run.stdout)")
+        let stats = run.stderr.split(separator: "\n").last { $0.contains(" tokens, ") }
+        let tokens = stats.flatMap { $0.components(separatedBy: " tokens, ").first?.split(separator: " ").last }.flatMap { Int($0) }
+        #expect(tokens.map { $0 < 64 } == true, "ended by the model, not by --max-tokens (256): \(String(describing: stats))")
+        #expect(processes(containing: home).isEmpty, "left running: \(processes(containing: home))")
+        let usage = try RbeeRun(["infer", "--system", "Be brief.", "Hi"], environment: ["RBEE_HOME": home])
+        #expect(await usage.wait() == 2 && usage.stderr.contains("--system needs --chat"), "\(usage.stderr)")
+    }
+
     /// With a queen running (itself started through `PATH`, so it finds its hive by itself), `rbee
     /// infer` uses it and leaves it running; Ctrl-C mid-stream exits 130 with the worker's slot
     /// free again within 1 s; errors are one line and exit 1 (2 for usage).
