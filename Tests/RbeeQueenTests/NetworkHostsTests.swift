@@ -14,38 +14,66 @@ struct NetworkHostsTests {
     static let token = "network-test-token"
     var auth: [(String, String)] { [("Authorization", "Bearer \(Self.token)")] }
 
-    @Test func aQueenAndTwoHivesOnThreeHostsServeAnOpenAIStreamWithTheTokenOnEveryHop() async throws {
-        let lab = try NetworkLab(hosts: ["q", "h1", "h2"])
-        var daemons: [Daemon] = []
-        defer {
+    /// A queen on host `q` and a hive on each other host of the lab, the token on, heartbeats every
+    /// second. `kill` ends whatever still runs (a test's defer); `stop` ends them gracefully.
+    final class LabCluster: Sendable {
+        let lab: NetworkLab
+        let queen: Daemon
+        let hives: [String: Daemon]
+        var queenURL: String { queen.url }
+        var daemons: [Daemon] { [queen] + hives.values }
+
+        private init(lab: NetworkLab, queen: Daemon, hives: [String: Daemon]) {
+            self.lab = lab
+            self.queen = queen
+            self.hives = hives
+        }
+
+        static func start(_ lab: NetworkLab, queenArguments: [String] = []) async throws -> LabCluster {
+            let environment = ["RBEE_API_TOKEN": NetworkHostsTests.token]
+            let queenHome = try temporaryHome()
+            let queen = try lab.run(
+                "q", binary(named: "queen-rbee"),
+                ["--host", lab.address(of: "q"), "--port", "7833", "--home", queenHome, "--no-local-hive", "--hive-heartbeat-secs", "1"]
+                    + queenArguments, url: "http://\(lab.address(of: "q")):7833", log: queenHome + "/queen.log", environment: environment)
+            var hives: [String: Daemon] = [:]
+            do {
+                try await queen.waitHealthy()
+                for name in lab.hosts where name != "q" {
+                    let home = try temporaryHome()
+                    hives[name] = try lab.run(
+                        name, binary(named: "rbee-hive"),
+                        [
+                            "serve", "--host", lab.address(of: name), "--port", "7835", "--home", home, "--name", name, "--queen-url", queen.url,
+                            "--heartbeat-secs", "1", "--model-dir", (modelPath as NSString).deletingLastPathComponent,
+                            "--worker-binary", binary(named: "llm-worker-rbee"),
+                        ], url: "http://\(lab.address(of: name)):7835", log: home + "/hive.log", environment: environment)
+                }
+            } catch {
+                LabCluster(lab: lab, queen: queen, hives: hives).kill()
+                throw error
+            }
+            return LabCluster(lab: lab, queen: queen, hives: hives)
+        }
+
+        func kill() {
             for daemon in daemons where daemon.process.isRunning {
                 daemon.signal(SIGKILL)
                 daemon.process.waitUntilExit()
             }
-            lab.remove()
         }
-        let environment = ["RBEE_API_TOKEN": Self.token]
-        let queenURL = "http://\(lab.address(of: "q")):7833"
-        let queenHome = try temporaryHome()
-        let queen = try lab.run(
-            "q", binary(named: "queen-rbee"),
-            ["--host", lab.address(of: "q"), "--port", "7833", "--home", queenHome, "--no-local-hive", "--hive-heartbeat-secs", "1"],
-            url: queenURL, log: queenHome + "/queen.log", environment: environment)
-        daemons.append(queen)
-        try await queen.waitHealthy()
-        let directory = (modelPath as NSString).deletingLastPathComponent
-        var hives: [String: Daemon] = [:]
-        for name in ["h1", "h2"] {
-            let home = try temporaryHome()
-            let hive = try lab.run(
-                name, binary(named: "rbee-hive"),
-                [
-                    "serve", "--host", lab.address(of: name), "--port", "7835", "--home", home, "--name", name, "--queen-url", queenURL,
-                    "--heartbeat-secs", "1", "--model-dir", directory, "--worker-binary", binary(named: "llm-worker-rbee"),
-                ], url: "http://\(lab.address(of: name)):7835", log: home + "/hive.log", environment: environment)
-            daemons.append(hive)
-            hives[name] = hive
+
+        func stop() async {
+            for daemon in daemons { await daemon.stop() }
         }
+    }
+
+    @Test func aQueenAndTwoHivesOnThreeHostsServeAnOpenAIStreamWithTheTokenOnEveryHop() async throws {
+        let lab = try NetworkLab(hosts: ["q", "h1", "h2"])
+        defer { lab.remove() }
+        let cluster = try await LabCluster.start(lab)
+        defer { cluster.kill() }
+        let queenURL = cluster.queenURL
         do {
             struct Hives: Decodable { var hives: [HiveRecord] }
             try await waitUntil(.seconds(20)) {
@@ -77,9 +105,9 @@ struct NetworkHostsTests {
                 #expect(!sockets.isEmpty && sockets.allSatisfy { $0.hasPrefix(lab.address(of: host) + ":") }, "\(host): \(sockets)")
             }
         } catch {
-            Issue.record("\(error)\nqueen: \(queen.tail())\nh1: \(hives["h1"]?.tail() ?? "")")
+            Issue.record("\(error)\nqueen: \(cluster.queen.tail())\nh1: \(cluster.hives["h1"]?.tail() ?? "")")
         }
-        for daemon in daemons { await daemon.stop() }
+        await cluster.stop()
         lab.remove()
         #expect(lab.leftovers().isEmpty, "left behind: \(lab.leftovers())")
     }
@@ -87,37 +115,11 @@ struct NetworkHostsTests {
     /// A hive machine that drops off the network mid-stream, and comes back.
     @Test func aHiveWhoseLinkIsCutEndsItsStreamsIsRoutedAroundAndTakesWorkAgainOnceBack() async throws {
         let lab = try NetworkLab(hosts: ["q", "h1", "h2"])
-        var daemons: [Daemon] = []
-        defer {
-            for daemon in daemons where daemon.process.isRunning {
-                daemon.signal(SIGKILL)
-                daemon.process.waitUntilExit()
-            }
-            lab.remove()
-        }
-        let environment = ["RBEE_API_TOKEN": Self.token]
-        let queenURL = "http://\(lab.address(of: "q")):7833"
-        let queenHome = try temporaryHome()
+        defer { lab.remove() }
         // Keep-alives every second: a relay silent for 3 s has stalled.
-        let queen = try lab.run(
-            "q", binary(named: "queen-rbee"),
-            [
-                "--host", lab.address(of: "q"), "--port", "7833", "--home", queenHome, "--no-local-hive", "--hive-heartbeat-secs", "1",
-                "--keep-alive-secs", "1", "--stall-secs", "3",
-            ], url: queenURL, log: queenHome + "/queen.log", environment: environment)
-        daemons.append(queen)
-        try await queen.waitHealthy()
-        let directory = (modelPath as NSString).deletingLastPathComponent
-        for name in ["h1", "h2"] {
-            let home = try temporaryHome()
-            daemons.append(
-                try lab.run(
-                    name, binary(named: "rbee-hive"),
-                    [
-                        "serve", "--host", lab.address(of: name), "--port", "7835", "--home", home, "--name", name, "--queen-url", queenURL,
-                        "--heartbeat-secs", "1", "--model-dir", directory, "--worker-binary", binary(named: "llm-worker-rbee"),
-                    ], url: "http://\(lab.address(of: name)):7835", log: home + "/hive.log", environment: environment))
-        }
+        let cluster = try await LabCluster.start(lab, queenArguments: ["--keep-alive-secs", "1", "--stall-secs", "3"])
+        defer { cluster.kill() }
+        let queenURL = cluster.queenURL
         struct Hives: Decodable { var hives: [HiveRecord] }
         let status = { @Sendable (name: String) async throws -> HiveStatus? in
             try JSONDecoder().decode(Hives.self, from: try await get(queenURL + "/v1/hives", headers: [("Authorization", "Bearer \(Self.token)")]).1)
@@ -163,9 +165,9 @@ struct NetworkHostsTests {
             let back = try await runTask(queenURL, json: taskJSON(model, extra: #""hive":"h1""#), headers: auth)
             #expect(back.endsProperly && SuspendResumeTests.hive(of: back) == "h1")
         } catch {
-            Issue.record("\(error)\nqueen: \(queen.tail())")
+            Issue.record("\(error)\nqueen: \(cluster.queen.tail())")
         }
-        for daemon in daemons { await daemon.stop() }
+        await cluster.stop()
         lab.remove()
         #expect(lab.leftovers().isEmpty, "left behind: \(lab.leftovers())")
     }
@@ -175,32 +177,10 @@ struct NetworkHostsTests {
     @Test(.enabled(if: NetworkLab.delayUnavailableReason == nil, "\(NetworkLab.delayUnavailableReason ?? "")"))
     func aStreamOverASlowLinkCompletesWithItsTokenGapsUnchanged() async throws {
         let lab = try NetworkLab(hosts: ["q", "h1"])
-        var daemons: [Daemon] = []
-        defer {
-            for daemon in daemons where daemon.process.isRunning {
-                daemon.signal(SIGKILL)
-                daemon.process.waitUntilExit()
-            }
-            lab.remove()
-        }
-        let environment = ["RBEE_API_TOKEN": Self.token]
-        let queenURL = "http://\(lab.address(of: "q")):7833"
-        let queenHome = try temporaryHome()
-        let queen = try lab.run(
-            "q", binary(named: "queen-rbee"),
-            ["--host", lab.address(of: "q"), "--port", "7833", "--home", queenHome, "--no-local-hive", "--hive-heartbeat-secs", "1", "--keep-alive-secs", "1"],
-            url: queenURL, log: queenHome + "/queen.log", environment: environment)
-        daemons.append(queen)
-        try await queen.waitHealthy()
-        let home = try temporaryHome()
-        daemons.append(
-            try lab.run(
-                "h1", binary(named: "rbee-hive"),
-                [
-                    "serve", "--host", lab.address(of: "h1"), "--port", "7835", "--home", home, "--name", "h1", "--queen-url", queenURL,
-                    "--heartbeat-secs", "1", "--model-dir", (modelPath as NSString).deletingLastPathComponent,
-                    "--worker-binary", binary(named: "llm-worker-rbee"),
-                ], url: "http://\(lab.address(of: "h1")):7835", log: home + "/hive.log", environment: environment))
+        defer { lab.remove() }
+        let cluster = try await LabCluster.start(lab, queenArguments: ["--keep-alive-secs", "1"])
+        defer { cluster.kill() }
+        let queenURL = cluster.queenURL
         do {
             struct Hives: Decodable { var hives: [HiveRecord] }
             try await waitUntil(.seconds(20)) {
@@ -223,9 +203,9 @@ struct NetworkHostsTests {
             let firstFast = try #require(fast.firstTokenAfter)
             #expect(firstSlow > firstFast + .milliseconds(50), "the delay shows in the first token: \(firstSlow) vs \(firstFast)")
         } catch {
-            Issue.record("\(error)\nqueen: \(queen.tail())")
+            Issue.record("\(error)\nqueen: \(cluster.queen.tail())")
         }
-        for daemon in daemons { await daemon.stop() }
+        await cluster.stop()
         lab.remove()
         #expect(lab.leftovers().isEmpty, "left behind: \(lab.leftovers())")
     }
