@@ -105,7 +105,7 @@ final class LocalHive: Service, Sendable {
         let logFile = configuration.home + "/queen/local-hive.log"
         let process = ChildProcess(
             executable: binary, arguments: arguments, environment: ["RBEE_API_TOKEN": configuration.token?.value], logFile: logFile,
-            grace: .seconds(15))
+            grace: Self.stopGrace)
         let ended = ShutdownSwitch()
         running.withLock { $0 = ended }
         defer {
@@ -119,7 +119,7 @@ final class LocalHive: Service, Sendable {
                         logger.info("started a local hive", metadata: ["pid": "\(pid)", "url": "\(url)", "log": "\(logFile)"])
                     }
                     if termination.forcedKill {
-                        logger.warning("local hive ignored SIGTERM and was killed with SIGKILL after the grace period", metadata: ["grace_s": "15"])
+                        logger.warning("local hive ignored SIGTERM and was killed with SIGKILL after the grace period", metadata: ["grace_s": "\(Self.stopGrace.milliseconds / 1000)"])
                     } else {
                         logger.info("local hive exited", metadata: ["status": "\(termination.status)"])
                     }
@@ -145,6 +145,9 @@ final class LocalHive: Service, Sendable {
             await group.waitForAll()
         }
     }
+
+    /// SIGTERM to the local hive, then SIGKILL this much later (it stops its workers first).
+    static let stopGrace: Duration = .seconds(15)
 
     private func register(url: String, source: String) async -> Result<String, RbeeError> {
         do throws(RbeeError) {
