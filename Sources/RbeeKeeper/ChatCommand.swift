@@ -16,7 +16,7 @@ struct ChatCommand: AsyncParsableCommand {
             end of input) leaves.
             Examples:
               rbee chat
-              rbee chat -m gemma-3-270m-q4_k_m --temperature 0.3
+              rbee chat -m SmolLM2-135M-Instruct.Q4_1 --temperature 0.3
               rbee chat --verbose --system "Answer in one sentence."
             """)
 

@@ -4,7 +4,7 @@ import RbeeAPI
 
 /// Sampling flags shared by `infer` and `chat`.
 struct SamplingOptions: ParsableArguments {
-    @Option(name: [.short, .customLong("model")], help: "Catalog id or model reference (hf:ORG/REPO:FILE.gguf, https://…, file:/…) [RBEE_MODEL, the default Gemma 3 270M].")
+    @Option(name: [.short, .customLong("model")], help: "Catalog id or model reference (hf:ORG/REPO:FILE.gguf, https://…, file:/…) [RBEE_MODEL, else SmolLM2-135M-Instruct from the cache].")
     var model: String?
     @Option(help: "Run on this hive only.") var hive: String?
     @Option(name: .customLong("max-tokens"), help: "Most tokens to generate (1-32768).") var maxTokens: Int = 256
@@ -49,9 +49,9 @@ struct InferCommand: AsyncParsableCommand {
             With --chat the prompt is one user message, rendered with the model's chat template: what an
             instruction-tuned model answers (and stops by itself); without it, the text is continued.
             Examples:
+              rbee infer --chat "What is the capital of France?"
               rbee infer "Write a haiku about bees"
-              rbee infer --chat -m file:~/.cache/rbee/models/SmolLM2-135M-Instruct.Q4_1.gguf "What is the capital of France?"
-              rbee infer -m gemma-3-270m-q4_k_m --max-tokens 32 --temperature 0 "Hello"
+              rbee infer -m gemma-3-270m-q4_k_m --max-tokens 32 --temperature 0 "Once upon a time"
               rbee infer --hive gpu-box -m hf:ORG/REPO:model.gguf "Hello"
             """)
 

@@ -13,13 +13,14 @@ import Glibc
 struct Session: Sendable {
     let connection: QueenConnection
 
-    /// The default model: RBEE_MODEL, else the Gemma 3 270M file `scripts/fetch-model.sh` assembles
-    /// from PyPI into the cache.
+    /// The default model: RBEE_MODEL, else the instruction-tuned SmolLM2-135M-Instruct that
+    /// `scripts/fetch-model.sh` puts into the cache (RBEE_MODEL_DIR, else RBEE_CACHE/models).
     static var defaultModel: String {
         let environment = ProcessInfo.processInfo.environment
         if let model = environment["RBEE_MODEL"], !model.isEmpty { return model }
-        let cache = environment["RBEE_CACHE"] ?? NSHomeDirectory() + "/.cache/rbee"
-        return "file:" + cache + "/models/gemma-3-270m-q4_k_m.gguf"
+        let cache = environment["RBEE_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.cache/rbee"
+        let models = environment["RBEE_MODEL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? cache + "/models"
+        return "file:" + models + "/SmolLM2-135M-Instruct.Q4_1.gguf"
     }
 
     /// Runs `body` with the queen at `connection`, or — when none answers, it is local and

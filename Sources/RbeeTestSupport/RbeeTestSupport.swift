@@ -10,14 +10,21 @@ import Glibc
 // What every test target shares: the real model, the HTTP client, temporary homes, waits, and
 // this package's programs run as real child processes. Not part of any product.
 
-/// The real default model (see `scripts/fetch-model.sh`); `RBEE_TEST_MODEL` overrides it.
-public let modelPath: String =
-    ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"] ?? NSHomeDirectory() + "/.cache/rbee/models/gemma-3-270m-q4_k_m.gguf"
+/// Where `scripts/fetch-model.sh` puts the project's models: RBEE_MODEL_DIR, else RBEE_CACHE/models.
+private let fetchedModels: String = {
+    let environment = ProcessInfo.processInfo.environment
+    let cache = environment["RBEE_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.cache/rbee"
+    return environment["RBEE_MODEL_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? cache + "/models"
+}()
+/// The base model (Gemma 3 270M, gemma3 architecture, no chat template in its file), which the
+/// tests of completion mechanics use; `RBEE_TEST_MODEL` overrides it.
+public let modelPath: String = ProcessInfo.processInfo.environment["RBEE_TEST_MODEL"] ?? fetchedModels + "/gemma-3-270m-q4_k_m.gguf"
 /// The instruction-tuned model (SmolLM2-135M-Instruct, llama architecture, a chat template in its
-/// header), also from `scripts/fetch-model.sh`; `RBEE_TEST_INSTRUCT_MODEL` overrides it.
+/// header): the CLI's default and the tests of chat behaviour; `RBEE_TEST_INSTRUCT_MODEL` overrides it.
 public let instructModelPath: String =
-    ProcessInfo.processInfo.environment["RBEE_TEST_INSTRUCT_MODEL"]
-    ?? NSHomeDirectory() + "/.cache/rbee/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+    ProcessInfo.processInfo.environment["RBEE_TEST_INSTRUCT_MODEL"] ?? fetchedModels + "/SmolLM2-135M-Instruct.Q4_1.gguf"
+/// The catalog id a hive gives the instruct model.
+public let instructModelID = "SmolLM2-135M-Instruct.Q4_1"
 public let modelDirectory = (modelPath as NSString).deletingLastPathComponent
 /// The catalog id a hive gives the model.
 public let modelID = "gemma-3-270m-q4_k_m"

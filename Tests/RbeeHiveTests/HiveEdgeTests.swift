@@ -198,7 +198,7 @@ import Glibc
         async let instruct = spawn(hive, "file:" + instructModelPath)
         let workers = try await [base, instruct]
         try await waitUntil(.seconds(30)) { workers.allSatisfy { state(hive, $0.workerID)?.state == .ready } }
-        #expect(Set(workers.map(\.modelID)) == [modelID, "SmolLM2-135M-Instruct.Q4_1"], "\(workers.map(\.modelID))")
+        #expect(Set(workers.map(\.modelID)) == [modelID, instructModelID], "\(workers.map(\.modelID))")
         for worker in workers {
             let url = try #require(state(hive, worker.workerID)?.url)
             let (answer, body) = try await post(url + "/v1/inference", json: #"{"prompt":"Hello","max_tokens":4,"stream":false}"#)

@@ -82,19 +82,19 @@ func workerProcesses() -> Set<String> {
         #expect(!run.stdout.isEmpty, "tokens on stdout")
         #expect(!run.stdout.contains("tokens/s"), "stats belong on stderr")
         #expect(run.stderr.contains("queen-rbee ready"))
-        #expect(run.stderr.contains("18/18 layers"), "loading progress on stderr: \(run.stderr)")
+        #expect(run.stderr.contains("30/30 layers"), "the default model (SmolLM2-135M-Instruct) loading on stderr: \(run.stderr)")
         #expect(run.stderr.contains("12 tokens,") && run.stderr.contains("time to first token"))
         #expect(!run.stderr.contains("\u{1B}["), "no terminal codes when stderr is not a terminal")
         #expect(processes(containing: home).isEmpty, "left running: \(processes(containing: home))")
         #expect(workerProcesses().subtracting(workersBefore).isEmpty, "workers left: \(workerProcesses().subtracting(workersBefore))")
     }
 
-    /// The main job's question: `rbee infer --chat` on the instruct model answers it and stops by
-    /// itself (its end-of-turn token), well before --max-tokens.
-    @Test func inferChatOnTheInstructModelAnswersAndStopsByItself() async throws {
+    /// The main job's question: `rbee infer --chat` on the default model (the instruct model)
+    /// answers it and stops by itself (its end-of-turn token), well before --max-tokens.
+    @Test func inferChatOnTheDefaultModelAnswersAndStopsByItself() async throws {
         let home = try temporaryHome()
         let run = try RbeeRun(
-            ["infer", "--chat", "-m", "file:" + instructModelPath, "--temperature", "0", "What is the capital of France?"],
+            ["infer", "--chat", "--temperature", "0", "What is the capital of France?"],
             environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": "http://127.0.0.1:\(freePort())"])
         let status = await run.wait()
         #expect(status == 0, "stderr: \(run.stderr)")
@@ -113,7 +113,7 @@ func workerProcesses() -> Set<String> {
     @Test func runningQueenCtrlCAndErrors() async throws {
         let home = try temporaryHome()
         let port = freePort()
-        let modelDirectory = URL(fileURLWithPath: NSHomeDirectory() + "/.cache/rbee/models").path
+        let modelDirectory = URL(fileURLWithPath: instructModelPath).deletingLastPathComponent().path
         let queen = try Daemon(
             PathLaunch("queen-rbee", ["--port", "\(port)", "--home", home, "--local-hive-port", "0", "--model-dir", modelDirectory]),
             url: "http://127.0.0.1:\(port)", log: home + "/queen.log")
@@ -184,7 +184,7 @@ func workerProcesses() -> Set<String> {
         #expect(logs.stdout.contains("model ready"), "the worker's log, through the queen and its hive: \(logs.stdout.suffix(500))")
         let models = try RbeeRun(["models", "list"], environment: environment)
         #expect(await models.wait() == 0)
-        #expect(models.stdout.hasPrefix("ID") && models.stdout.contains("gemma-3-270m-q4_k_m") && models.stdout.contains("Q4_K_M"), "\(models.stdout)")
+        #expect(models.stdout.hasPrefix("ID") && models.stdout.contains(instructModelID) && models.stdout.contains("Q4_1"), "\(models.stdout)")
         let hives = try RbeeRun(["hive", "list"], environment: environment)
         #expect(await hives.wait() == 0)
         #expect(hives.stdout.contains("localhost") && hives.stdout.contains("online"), "\(hives.stdout)")
@@ -203,7 +203,7 @@ func workerProcesses() -> Set<String> {
         let home = try temporaryHome()
         let port = freePort()
         let token = "rbee-test-token-" + String(UUID().uuidString.prefix(8))
-        let modelDirectory = URL(fileURLWithPath: NSHomeDirectory() + "/.cache/rbee/models").path
+        let modelDirectory = URL(fileURLWithPath: instructModelPath).deletingLastPathComponent().path
         let queen = try Daemon(
             PathLaunch(
                 "queen-rbee", ["--port", "\(port)", "--home", home, "--local-hive-port", "0", "--model-dir", modelDirectory],

@@ -12,7 +12,7 @@ import Testing
         let worker = try await RunningWorker.start(model: instructModelPath)
         await worker.waitLoaded()
         let (health, healthBody) = try await get(worker.baseURL + "/health")
-        #expect(health.status == .ok && String(decoding: healthBody, as: UTF8.self).contains("\"model\":\"SmolLM2-135M-Instruct.Q4_1\""))
+        #expect(health.status == .ok && String(decoding: healthBody, as: UTF8.self).contains("\"model\":\"\(instructModelID)\""))
         let (answer, body) = try await post(
             worker.baseURL + "/v1/inference",
             json: #"{"messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":64,"temperature":0,"stream":false}"#)

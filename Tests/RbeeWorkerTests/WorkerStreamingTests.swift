@@ -256,6 +256,8 @@ import Testing
         #expect(String(decoding: streamed.1, as: UTF8.self).contains(#""tokens_out":16"#))
     }
 
+    /// Also: `messages` on a model with no chat template in its file (this Gemma) are rendered with
+    /// llama.cpp's built-in template for its architecture.
     @Test func streamFalseReturnsOneDocument() async throws {
         let worker = try await SharedWorker.get()
         let (response, body) = try await post(
