@@ -46,15 +46,24 @@ let package = Package(
         .target(name: "RbeeAPI"),
         // GGUF header reader: facts about a model file without loading it.
         .target(name: "RbeeGGUF"),
-        // The llama.cpp headers, found in the cache prefix.
+        // The llama.cpp headers, found in the cache prefix, and every llama.cpp library, in the
+        // one order GNU ld needs for static archives: dependents before their dependencies.
         .target(
             name: "CLlama",
             cSettings: [.unsafeFlags(["-I" + llamaPrefix + "/include"])],
             linkerSettings: [
                 .unsafeFlags(["-L" + llamaPrefix + "/lib"]),
+                .linkedLibrary("llama-common"), .linkedLibrary("llama-common-base"),
                 .linkedLibrary("llama"), .linkedLibrary("ggml"), .linkedLibrary("ggml-cpu"),
                 .linkedLibrary("ggml-base"), .linkedLibrary("stdc++"), .linkedLibrary("m"),
             ]
+        ),
+        // llama.cpp's common library (Jinja chat templates and their fixes) behind a plain C API
+        // with JSON strings across it; one C++ file that catches every exception.
+        .target(
+            name: "CRbeeChat",
+            dependencies: ["CLlama"],
+            cxxSettings: [.unsafeFlags(["-I" + llamaPrefix + "/include", "-I" + llamaPrefix + "/include/common"])]
         ),
         // Small libc wrappers Swift cannot call directly (variadic prctl).
         .target(name: "CRbeeSystem"),
@@ -62,7 +71,7 @@ let package = Package(
         .target(
             name: "RbeeInference",
             dependencies: [
-                "CLlama", "RbeeAPI", "RbeeGGUF",
+                "CLlama", "CRbeeChat", "RbeeAPI", "RbeeGGUF",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -239,5 +248,6 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
-    ]
+    ],
+    cxxLanguageStandard: .cxx17
 )

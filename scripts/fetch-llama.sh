@@ -14,11 +14,12 @@ want_tools=0
 # like with like.
 flags="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON \
 -DGGML_OPENMP=OFF -DGGML_LLAMAFILE=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
--DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_COMMON=ON ${RBEE_LLAMA_CMAKE_FLAGS:-}"
+-DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_COMMON=ON -DLLAMA_OPENSSL=OFF \
+${RBEE_LLAMA_CMAKE_FLAGS:-}"
 
 prefix=$RBEE_LLAMA_DIR/install
 stamp=$prefix/.rbee-build-flags
-if [ -f "$prefix/lib/libllama.a" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ] \
+if [ -f "$prefix/lib/libllama.a" ] && [ -f "$prefix/lib/libllama-common.a" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ] \
   && { [ $want_tools -eq 0 ] || [ -x "$prefix/bin/llama-bench" ]; }; then
   exit 0
 fi
@@ -47,14 +48,18 @@ fi
 build=$RBEE_LLAMA_DIR/build
 # shellcheck disable=SC2086
 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_INSTALL_PREFIX="$prefix" $flags >/dev/null
-targets="llama ggml ggml-base ggml-cpu"
+# llama-common: chat templates (Jinja), for the CRbeeChat target.
+targets="llama ggml ggml-base ggml-cpu llama-common llama-common-base"
 [ $want_tools -eq 1 ] && targets="$targets llama-bench llama-server"
 log "building llama.cpp ($targets); a few minutes on 2 cores, more with the tools"
 # shellcheck disable=SC2086
 cmake --build "$build" -j"$(nproc)" --target $targets
 mkdir -p "$prefix/lib" "$prefix/include" "$prefix/bin"
 for lib in $(find "$build" -name 'lib*.a'); do cp "$lib" "$prefix/lib/"; done
-cp "$src"/include/llama.h "$src"/ggml/include/*.h "$prefix/include/"
+cp "$src"/include/llama.h "$src"/include/llama-cpp.h "$src"/ggml/include/*.h "$prefix/include/"
+mkdir -p "$prefix/include/common/jinja"
+cp "$src"/common/*.h "$prefix/include/common/"
+cp "$src"/common/jinja/*.h "$prefix/include/common/jinja/"
 if [ $want_tools -eq 1 ]; then cp "$build/bin/llama-bench" "$build/bin/llama-server" "$prefix/bin/"; fi
 echo "$flags" > "$stamp"
 log "llama.cpp installed in $prefix"

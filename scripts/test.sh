@@ -7,6 +7,15 @@ scripts/fetch-llama.sh
 scripts/fetch-model.sh >/dev/null
 # The model fetch repairs a damaged cache and needs no network when it is whole.
 scripts/fetch-model-check.sh
+# Python's jinja2 in a virtualenv of its own: the tests render chat templates with it too.
+jinja_venv=$RBEE_CACHE/venv-jinja2
+if ! "$jinja_venv/bin/python3" -c "import jinja2, sys; sys.exit(jinja2.__version__ != '$JINJA2_VERSION')" 2>/dev/null; then
+  log "installing jinja2==$JINJA2_VERSION into $jinja_venv"
+  rm -rf "$jinja_venv"
+  python3 -m venv "$jinja_venv"
+  "$jinja_venv/bin/pip" install -q --disable-pip-version-check "jinja2==$JINJA2_VERSION"
+fi
+export RBEE_JINJA_PYTHON=$jinja_venv/bin/python3
 relink_if_llama_changed debug
 swift build --build-tests
 # Test homes hold copies of the model (about 250 MB each, 3-4 GB a run): they live in one folder
