@@ -191,7 +191,7 @@ let package = Package(
         .target(
             name: "RbeeTestSupport",
             dependencies: [
-                "RbeeHTTP",
+                "RbeeAPI", "RbeeHTTP",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

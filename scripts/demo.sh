@@ -14,4 +14,7 @@ relink_if_llama_changed release
 log "building rbee, queen-rbee, rbee-hive and llm-worker-rbee (release; the first build takes several minutes)"
 for product in llm-worker-rbee rbee-hive queen-rbee rbee; do swift build -c release --product "$product" >&2; done
 bin=$(swift build -c release --show-bin-path)
-exec "$bin/rbee" infer --chat -m "file:$RBEE_DEFAULT_MODEL" "$prompt"
+# SmolLM2's own template adds a system prompt of its own when none is given ("You are a helpful AI
+# assistant named SmolLM, trained by Hugging Face"), under which this small model often answers in
+# French: the demo gives a plain one.
+exec "$bin/rbee" infer --chat --system "You are a helpful assistant." -m "file:$RBEE_DEFAULT_MODEL" "$prompt"

@@ -50,6 +50,16 @@ extern "C" rbee_chat_templates * rbee_chat_templates_init(
             fail(error, "neither a model nor a template");
             return nullptr;
         }
+        // common_chat_templates_init rethrows a parse error as a sliced std::exception, which has
+        // lost its message: parse the template once here first, to report the parser's own words.
+        const char * source = template_text != nullptr ? template_text : nullptr;
+        if (source == nullptr && model != nullptr) {
+            source = llama_model_chat_template(model, nullptr);
+        }
+        if (source != nullptr) {
+            const common_chat_template probe(source, bos_token != nullptr ? bos_token : "", eos_token != nullptr ? eos_token : "");
+            (void) probe;
+        }
         auto * result = new rbee_chat_templates();
         try {
             result->templates = common_chat_templates_init(

@@ -40,10 +40,16 @@ public struct InferenceRequest: Sendable, Equatable {
     public var stop: [String]
     public var stream: Bool
     public var ignoreEOS: Bool
+    /// With `messages`: variables handed to the chat template (for example `enable_thinking`).
+    public var chatTemplateKwargs: [String: JSONValue]
+    /// With `messages`: end the rendering with the opening of the assistant's turn (the default),
+    /// or with the last message as it is.
+    public var addGenerationPrompt: Bool
 
     public init(
         jobID: String? = nil, prompt: PromptInput, maxTokens: Int = InferenceRequest.defaultMaxTokens,
-        sampling: SamplingParameters = SamplingParameters(), stop: [String] = [], stream: Bool = true, ignoreEOS: Bool = false
+        sampling: SamplingParameters = SamplingParameters(), stop: [String] = [], stream: Bool = true, ignoreEOS: Bool = false,
+        chatTemplateKwargs: [String: JSONValue] = [:], addGenerationPrompt: Bool = true
     ) {
         self.jobID = jobID
         self.prompt = prompt
@@ -52,6 +58,8 @@ public struct InferenceRequest: Sendable, Equatable {
         self.stop = stop
         self.stream = stream
         self.ignoreEOS = ignoreEOS
+        self.chatTemplateKwargs = chatTemplateKwargs
+        self.addGenerationPrompt = addGenerationPrompt
     }
 
     /// Validates a decoded JSON body, collecting every field error before failing.
@@ -93,11 +101,17 @@ public struct InferenceRequest: Sendable, Equatable {
         let stop = fields.stopSequences("stop")
         let stream = fields.bool("stream") ?? true
         let ignoreEOS = fields.bool("ignore_eos") ?? false
+        let kwargs = fields.object("chat_template_kwargs")
+        let addGenerationPrompt = fields.bool("add_generation_prompt")
+        if promptText != nil {
+            if kwargs != nil { fields.fail("chat_template_kwargs", "only with messages (a prompt is not rendered with a template)") }
+            if addGenerationPrompt != nil { fields.fail("add_generation_prompt", "only with messages (a prompt is not rendered with a template)") }
+        }
 
         if !fields.errors.isEmpty { throw RbeeError.invalid(fields.errors) }
         self.init(
             jobID: jobID, prompt: prompt, maxTokens: maxTokens, sampling: sampling, stop: stop, stream: stream,
-            ignoreEOS: ignoreEOS)
+            ignoreEOS: ignoreEOS, chatTemplateKwargs: kwargs ?? [:], addGenerationPrompt: addGenerationPrompt ?? true)
     }
 }
 
@@ -165,6 +179,15 @@ struct FieldReader {
         return Int(number)
     }
 
+    mutating func object(_ field: String) -> [String: JSONValue]? {
+        guard let value = value(field) else { return nil }
+        guard case .object(let object) = value else {
+            fail(field, "must be an object, got \(value.typeName)")
+            return nil
+        }
+        return object
+    }
+
     mutating func messages(_ field: String) -> [ChatMessage]? {
         guard let value = value(field) else { return nil }
         guard case .array(let items) = value else {
@@ -179,14 +202,32 @@ struct FieldReader {
         for (index, item) in items.enumerated() {
             guard case .object(let message) = item,
                 case .string(let role)? = message["role"], !role.isEmpty,
-                case .string(let content)? = message["content"]
+                let content = message["content"].flatMap(Self.text)
             else {
-                fail("\(field)[\(index)]", "must be an object with string fields role and content")
+                fail("\(field)[\(index)]", "must be an object with a string role and a content: a string or an array of text parts")
                 continue
             }
             messages.append(ChatMessage(role: role, content: content))
         }
         return messages.count == items.count ? messages : nil
+    }
+
+    /// A message's content: a string, or an array of `{"type": "text", "text": …}` parts, joined
+    /// by newlines.
+    private static func text(_ content: JSONValue) -> String? {
+        switch content {
+        case .string(let text): return text
+        case .array(let parts):
+            var texts: [String] = []
+            for part in parts {
+                guard case .object(let object) = part, object["type"] == .string("text"), case .string(let text)? = object["text"] else {
+                    return nil
+                }
+                texts.append(text)
+            }
+            return texts.joined(separator: "\n")
+        default: return nil
+        }
     }
 
     mutating func stopSequences(_ field: String) -> [String] {
@@ -258,6 +299,8 @@ extension InferenceRequest {
         case .text(let text): body["prompt"] = .string(text)
         case .messages(let messages):
             body["messages"] = .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) })
+            if !chatTemplateKwargs.isEmpty { body["chat_template_kwargs"] = .object(chatTemplateKwargs) }
+            if !addGenerationPrompt { body["add_generation_prompt"] = .bool(false) }
         }
         return .object(body)
     }

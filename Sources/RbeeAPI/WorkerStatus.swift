@@ -17,10 +17,12 @@ public struct WorkerHealth: Sendable, Equatable, Codable {
     public var uptimeS: Double
     public var memoryBytes: Int
     public var pid: Int32
+    /// The loaded model's chat template; nil before the model is loaded.
+    public var chatTemplate: ChatTemplateInfo?
 
     public init(
         status: String = "ok", workerID: String, model: String, state: WorkerState, slotsTotal: Int, slotsBusy: Int,
-        queueDepth: Int, uptimeS: Double, memoryBytes: Int, pid: Int32
+        queueDepth: Int, uptimeS: Double, memoryBytes: Int, pid: Int32, chatTemplate: ChatTemplateInfo? = nil
     ) {
         self.status = status
         self.version = RbeeVersion.version
@@ -34,6 +36,7 @@ public struct WorkerHealth: Sendable, Equatable, Codable {
         self.uptimeS = uptimeS
         self.memoryBytes = memoryBytes
         self.pid = pid
+        self.chatTemplate = chatTemplate
     }
 
     enum CodingKeys: String, CodingKey {
@@ -45,6 +48,7 @@ public struct WorkerHealth: Sendable, Equatable, Codable {
         case queueDepth = "queue_depth"
         case uptimeS = "uptime_s"
         case memoryBytes = "memory_bytes"
+        case chatTemplate = "chat_template"
     }
 }
 
@@ -122,4 +126,41 @@ extension LoadingProgress: Codable {
             try error.encode(to: encoder)
         }
     }
+}
+
+/// Where a model's chat template comes from and what it supports (llama.cpp's detection).
+public struct ChatTemplateInfo: Sendable, Equatable, Codable {
+    public enum Source: String, Sendable, Codable {
+        /// The template in the GGUF file's header.
+        case gguf
+        /// llama.cpp's built-in template for the architecture: the file has none.
+        case builtin
+        /// A template file given for the model (`--chat-template-file`).
+        case file
+    }
+
+    public var source: Source
+    /// The built-in template's name (`gemma`, `chatml`, …), for `builtin`.
+    public var name: String?
+    public var supportsTools: Bool
+    public var supportsThinking: Bool
+
+    public init(source: Source, name: String? = nil, supportsTools: Bool = false, supportsThinking: Bool = false) {
+        self.source = source
+        self.name = name
+        self.supportsTools = supportsTools
+        self.supportsThinking = supportsThinking
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case source, name
+        case supportsTools = "supports_tools"
+        case supportsThinking = "supports_thinking"
+    }
+}
+
+/// `POST /apply-template`: what the model would see for a chat request.
+public struct AppliedTemplate: Sendable, Equatable, Codable {
+    public var prompt: String
+    public init(prompt: String) { self.prompt = prompt }
 }

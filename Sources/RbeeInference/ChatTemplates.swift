@@ -1,4 +1,4 @@
-import CRbeeChat
+internal import CRbeeChat
 import Foundation
 import RbeeAPI
 import Synchronization

@@ -95,13 +95,13 @@ public final class Engine: Sendable {
         -> AsyncStream<EngineOutput>
     {
         let submittedAt = ContinuousClock.now
-        var tokens: [Int32]?
+        var prepared: PreparedPrompt?
         if let model = shared.withLock({ $0.model }) {
-            tokens = try await prepareOffPool(request.prompt, model: model)
+            prepared = try await prepareOffPool(request, model: model)
         }
         let (stream, continuation) = AsyncStream<EngineOutput>.makeStream()
         let job = GenerationJob(
-            id: jobID, request: request, promptTokens: tokens, submittedAt: submittedAt, deadline: deadline, continuation: continuation)
+            id: jobID, request: request, prepared: prepared, submittedAt: submittedAt, deadline: deadline, continuation: continuation)
         let refusal: RbeeError? = shared.withLock { state in
             switch state.phase {
             case .draining, .stopped:
@@ -139,34 +139,54 @@ public final class Engine: Sendable {
         return stream
     }
 
-    /// Prompt preparation for `submit`: rendering and tokenizing a prompt of up to 4 MiB is CPU
-    /// work that must not hold one of the cooperative pool's few threads.
+    /// Prompt preparation for `submit` and `renderPrompt`: rendering and tokenizing a prompt of up to
+    /// 4 MiB is CPU work that must not hold one of the cooperative pool's few threads.
     private let preparation = DispatchQueue(label: "rbee.prompt-preparation")
 
-    private func prepareOffPool(_ prompt: PromptInput, model: LlamaModel) async throws(RbeeError) -> [Int32] {
-        let result: Result<[Int32], RbeeError> = await withCheckedContinuation { continuation in
-            preparation.async {
-                continuation.resume(returning: Result { () throws(RbeeError) in try self.prepare(prompt, model: model) })
-            }
+    private func prepareOffPool(_ request: InferenceRequest, model: LlamaModel) async throws(RbeeError) -> PreparedPrompt {
+        try await offPool { () throws(RbeeError) in try self.prepare(request, model: model) }
+    }
+
+    private func offPool<T: Sendable>(_ work: @escaping @Sendable () throws(RbeeError) -> T) async throws(RbeeError) -> T {
+        let result: Result<T, RbeeError> = await withCheckedContinuation { continuation in
+            preparation.async { continuation.resume(returning: Result { () throws(RbeeError) in try work() }) }
         }
         return try result.get()
     }
 
-    /// Renders and tokenizes a prompt, checking it fits a slot's context.
-    func prepare(_ prompt: PromptInput, model: LlamaModel) throws(RbeeError) -> [Int32] {
-        let text: String
-        switch prompt {
-        case .text(let raw): text = raw
-        case .messages(let messages): text = try model.renderChat(messages)
+    /// The prompt text a request's `messages` become with the model's chat template (what
+    /// `/apply-template` answers), rendered off the cooperative pool. `UNAVAILABLE` until the model
+    /// is loaded.
+    public func renderPrompt(_ request: InferenceRequest) async throws(RbeeError) -> ChatRendering {
+        guard let model = shared.withLock({ $0.model }) else {
+            throw RbeeError(.unavailable, "the model is not loaded yet", retryAfter: 1)
         }
-        let tokens = model.tokenize(text, addSpecial: true)
+        return try await offPool { () throws(RbeeError) in try Self.render(request, model: model) }
+    }
+
+    private static func render(_ request: InferenceRequest, model: LlamaModel) throws(RbeeError) -> ChatRendering {
+        switch request.prompt {
+        case .text(let text): return ChatRendering(prompt: text, additionalStops: [])
+        case .messages(let messages):
+            return try model.renderChat(
+                ChatConversation(
+                    messages: messages, addGenerationPrompt: request.addGenerationPrompt, chatTemplateKwargs: request.chatTemplateKwargs))
+        }
+    }
+
+    /// Renders and tokenizes a prompt, checking it fits a slot's context; the template's own stop
+    /// strings join the request's.
+    func prepare(_ request: InferenceRequest, model: LlamaModel) throws(RbeeError) -> PreparedPrompt {
+        let rendering = try Self.render(request, model: model)
+        let tokens = model.tokenize(rendering.prompt, addSpecial: true)
         let limit = configuration.contextSize
         guard tokens.count < limit else {
             throw RbeeError(
                 .contextLengthExceeded, "the prompt has \(tokens.count) tokens; a slot's context holds \(limit), leaving no room to generate",
                 details: ["prompt_tokens": .number(Double(tokens.count)), "context_size": .number(Double(limit))])
         }
-        return tokens
+        let extra = rendering.additionalStops.filter { !$0.isEmpty && !request.stop.contains($0) }
+        return PreparedPrompt(tokens: tokens, stops: request.stop + extra)
     }
 
     /// Cancels a queued or running job; unknown or finished ids are ignored (idempotent).

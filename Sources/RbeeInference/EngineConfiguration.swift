@@ -20,6 +20,9 @@ public struct EngineConfiguration: Sendable {
     /// a seeded request's text) would change with what runs beside it. Off by default: output is
     /// then the same alone or under load. On trades that guarantee for faster prompt processing.
     public var repackWeights = false
+    /// A Jinja chat template file that replaces the model's own (llama-server's
+    /// `--chat-template-file`); one that does not parse fails the load.
+    public var chatTemplateFile: String?
     public var loadingTimeout: Duration = .seconds(600)
     /// Interval of the keep-alive ticks put into every queued and running job's stream; nil for none.
     public var keepAliveInterval: Duration? = .seconds(10)

@@ -52,7 +52,8 @@ final class EngineLoop {
         logger.info("loading model", metadata: ["path": "\(configuration.modelPath)"])
         do {
             let model = try LlamaModel.load(
-                path: configuration.modelPath, gpuLayers: configuration.gpuLayers, repackWeights: configuration.repackWeights
+                path: configuration.modelPath, gpuLayers: configuration.gpuLayers, repackWeights: configuration.repackWeights,
+                chatTemplateFile: configuration.chatTemplateFile
             ) { [engine] fraction in
                 let layers = min(layersTotal, Int(fraction * Double(layersTotal)))
                 if layers != self.lastPublishedLayers {
@@ -178,20 +179,20 @@ final class EngineLoop {
     }
 
     private func admit(_ job: GenerationJob, into slot: Int, now: ContinuousClock.Instant) {
-        var tokens: [Int32]
+        let prepared: PreparedPrompt
         do throws(RbeeError) {
-            tokens = job.promptTokens ?? []
-            if job.promptTokens == nil { tokens = try engine.prepare(job.request.prompt, model: model) }
+            if let ready = job.prepared { prepared = ready } else { prepared = try engine.prepare(job.request, model: model) }
         } catch {
             engine.shared.withLock { _ = $0.active.removeValue(forKey: job.id) }
             job.fail(error)
             return
         }
         let request = job.request
+        let tokens = prepared.tokens
         slots[slot] = Generation(
             job: job, prompt: tokens, admittedAt: now,
             sampler: SlotSampler(request.sampling, vocabularySize: model.vocabularySize),
-            stopMatcher: StopSequenceMatcher(request.stop),
+            stopMatcher: StopSequenceMatcher(prepared.stops),
             maxTokens: min(request.maxTokens, configuration.contextSize - tokens.count))
         job.emit(.started(jobID: job.id, model: configuration.modelName, queueMs: (now - job.submittedAt).milliseconds))
     }

@@ -1,22 +1,29 @@
 import RbeeAPI
 
+/// A request's prompt as the engine runs it: its tokens, and every stop string (the request's and
+/// the chat template's).
+struct PreparedPrompt: Sendable {
+    var tokens: [Int32]
+    var stops: [String]
+}
+
 /// A request accepted by the engine, and the stream its events go to.
 final class GenerationJob: Sendable {
     let id: String
     let request: InferenceRequest
-    /// Tokens prepared at submission when the model was already loaded; else tokenized on admission.
-    let promptTokens: [Int32]?
+    /// The prompt prepared at submission when the model was already loaded; else on admission.
+    let prepared: PreparedPrompt?
     let submittedAt: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant?
     let continuation: AsyncStream<EngineOutput>.Continuation
 
     init(
-        id: String, request: InferenceRequest, promptTokens: [Int32]?, submittedAt: ContinuousClock.Instant,
+        id: String, request: InferenceRequest, prepared: PreparedPrompt?, submittedAt: ContinuousClock.Instant,
         deadline: ContinuousClock.Instant?, continuation: AsyncStream<EngineOutput>.Continuation
     ) {
         self.id = id
         self.request = request
-        self.promptTokens = promptTokens
+        self.prepared = prepared
         self.submittedAt = submittedAt
         self.deadline = deadline
         self.continuation = continuation

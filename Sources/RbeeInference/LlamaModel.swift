@@ -16,15 +16,23 @@ public final class LlamaModel: @unchecked Sendable {
     public let path: String
     public let layerCount: Int
     public let trainedContextLength: Int
-    /// The file's Jinja template, or the name of a llama.cpp built-in one.
-    let chatTemplate: String
+    /// Where the chat template comes from, and what it supports.
+    public let chatTemplate: ChatTemplateInfo
+    /// The Jinja templates (the file's, or `chatTemplateFile`'s), rendered by llama.cpp's common
+    /// library; nil for a file without a template, which gets llama.cpp's built-in template
+    /// `builtinTemplateName` instead.
+    let templates: ChatTemplates?
+    let builtinTemplateName: String
 
     /// Loads the model at `path`. `progress` gets the fraction loaded (0…1) and returns false to
     /// abort the load. A missing, corrupt or non-GGUF file throws `MODEL_LOAD_FAILED`.
     /// `repackWeights` lets llama.cpp re-lay weights for its CPU gemm kernels (see
     /// `EngineConfiguration.repackWeights`).
+    /// `chatTemplateFile`, when given, replaces the file's chat template; one that cannot be read or
+    /// does not parse fails the load with `MODEL_LOAD_FAILED` naming it.
     public static func load(
-        path: String, gpuLayers: Int = 0, repackWeights: Bool = false, progress: @escaping (Double) -> Bool = { _ in true }
+        path: String, gpuLayers: Int = 0, repackWeights: Bool = false, chatTemplateFile: String? = nil,
+        progress: @escaping (Double) -> Bool = { _ in true }
     ) throws(RbeeError)
         -> LlamaModel
     {
@@ -49,21 +57,65 @@ public final class LlamaModel: @unchecked Sendable {
             let reason = box.aborted ? "loading was aborted" : "llama.cpp could not load it (see the log for its reason)"
             throw RbeeError(.modelLoadFailed, "cannot load model \(path): \(reason)", details: ["path": .string(path)])
         }
-        return LlamaModel(pointer: pointer, file: file, path: path)
+        let templates: ChatTemplates?
+        let info: ChatTemplateInfo
+        do throws(RbeeError) {
+            (templates, info) = try chatTemplates(of: pointer, file: file, templateFile: chatTemplateFile)
+        } catch {
+            llama_model_free(pointer)
+            throw error
+        }
+        return LlamaModel(pointer: pointer, file: file, path: path, templates: templates, chatTemplate: info)
     }
 
-    private init(pointer: OpaquePointer, file: GGUFFile, path: String) {
+    /// The model's Jinja templates and where they come from: `chatTemplateFile`, else the GGUF's
+    /// own; a file without one (this Gemma 3 build, for one) gets none here and llama.cpp's
+    /// built-in template for its architecture in `renderChat`, as before there were templates.
+    private static func chatTemplates(of pointer: OpaquePointer, file: GGUFFile, templateFile: String?) throws(RbeeError)
+        -> (ChatTemplates?, ChatTemplateInfo)
+    {
+        let source: ChatTemplateInfo.Source
+        let text: String?
+        if let templateFile {
+            do {
+                text = try String(contentsOfFile: templateFile, encoding: .utf8)
+            } catch {
+                throw RbeeError(
+                    .modelLoadFailed, "cannot read the chat template file \(templateFile): \(error.localizedDescription)",
+                    details: ["chat_template_file": .string(templateFile)])
+            }
+            source = .file
+        } else if llama_model_chat_template(pointer, nil) != nil {
+            text = nil
+            source = .gguf
+        } else {
+            return (nil, ChatTemplateInfo(source: .builtin, name: Self.builtinTemplate(architecture: file.architecture)))
+        }
+        do {
+            let templates = try ChatTemplates(model: pointer, text: text)
+            let capabilities = try templates.capabilities()
+            return (
+                templates,
+                ChatTemplateInfo(source: source, supportsTools: capabilities.supportsTools, supportsThinking: capabilities.supportsThinking)
+            )
+        } catch {
+            let origin = templateFile.map { "the chat template file \($0)" } ?? "the model's chat template"
+            throw RbeeError(
+                .modelLoadFailed, "cannot use \(origin): \(error.message)",
+                details: templateFile.map { ["chat_template_file": .string($0)] } ?? [:])
+        }
+    }
+
+    private init(pointer: OpaquePointer, file: GGUFFile, path: String, templates: ChatTemplates?, chatTemplate: ChatTemplateInfo) {
         self.pointer = pointer
         self.vocab = llama_model_get_vocab(pointer)
         self.file = file
         self.path = path
         self.layerCount = Int(llama_model_n_layer(pointer))
         self.trainedContextLength = Int(llama_model_n_ctx_train(pointer))
-        // Files without `tokenizer.chat_template` (this Gemma 3 build, for one) get llama.cpp's
-        // built-in template for their architecture.
-        self.chatTemplate =
-            llama_model_chat_template(pointer, nil).map { String(cString: $0) }
-            ?? Self.builtinTemplate(architecture: file.architecture)
+        self.templates = templates
+        self.chatTemplate = chatTemplate
+        self.builtinTemplateName = Self.builtinTemplate(architecture: file.architecture)
     }
 
     /// llama.cpp names a built-in template by family; `chatml` is the common default.
@@ -121,9 +173,23 @@ public final class LlamaModel: @unchecked Sendable {
 
     var vocabularySize: Int32 { llama_vocab_n_tokens(vocab) }
 
-    /// Renders `messages` with the model's chat template, ending with the assistant's turn.
-    public func renderChat(_ messages: [ChatMessage]) throws(RbeeError) -> String {
-        let template = chatTemplate
+    /// Renders a conversation with the model's chat template: its Jinja template through llama.cpp's
+    /// common library, or for a file without one llama.cpp's built-in template for its
+    /// architecture (which knows no template variables: `chat_template_kwargs` is refused there).
+    public func renderChat(_ conversation: ChatConversation) throws(RbeeError) -> ChatRendering {
+        if let templates { return try templates.render(conversation) }
+        if !conversation.chatTemplateKwargs.isEmpty {
+            throw RbeeError.invalid([
+                .init(
+                    field: "chat_template_kwargs",
+                    message: "this model has no Jinja chat template (llama.cpp's built-in '\(builtinTemplateName)' renders it); start its worker with --chat-template-file to use template variables")
+            ])
+        }
+        return ChatRendering(prompt: try renderBuiltin(conversation.messages, addGenerationPrompt: conversation.addGenerationPrompt), additionalStops: [])
+    }
+
+    private func renderBuiltin(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws(RbeeError) -> String {
+        let template = builtinTemplateName
         // strdup'd copies keep the C strings valid for the whole call.
         let roles = messages.map { strdup($0.role) }
         let contents = messages.map { strdup($0.content) }
@@ -134,13 +200,13 @@ public final class LlamaModel: @unchecked Sendable {
         let chat = zip(roles, contents).map { llama_chat_message(role: $0, content: $1) }
         let estimate = messages.reduce(256) { $0 + 2 * ($1.content.utf8.count + $1.role.utf8.count) }
         var buffer = [CChar](repeating: 0, count: estimate)
-        var count = llama_chat_apply_template(template, chat, chat.count, true, &buffer, Int32(buffer.count))
+        var count = llama_chat_apply_template(template, chat, chat.count, addGenerationPrompt, &buffer, Int32(buffer.count))
         if count > buffer.count {
             buffer = [CChar](repeating: 0, count: Int(count))
-            count = llama_chat_apply_template(template, chat, chat.count, true, &buffer, Int32(buffer.count))
+            count = llama_chat_apply_template(template, chat, chat.count, addGenerationPrompt, &buffer, Int32(buffer.count))
         }
         guard count >= 0 else {
-            throw RbeeError(.invalidRequest, "the model's chat template is not supported by llama.cpp; send prompt instead of messages")
+            throw RbeeError(.invalidRequest, "llama.cpp's built-in chat template '\(template)' cannot render this conversation; send prompt instead of messages")
         }
         return String(decoding: buffer.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }

@@ -21,6 +21,7 @@ struct WorkerRoutes: Sendable {
         router.get("/v1/ready") { _, _ in readiness() }
         router.get("/v1/loading/progress") { request, context in loadingProgress(request, context) }
         router.post("/v1/inference") { request, context in try await infer(request, context: context) }
+        router.post("/apply-template") { request, context in try await applyTemplate(request, context: context) }
         router.delete("/v1/inference/{job_id}") { _, context in try cancel(context) }
         router.post("/v1/shutdown") { _, context in requestShutdown(context) }
         router.get("/metrics") { _, _ in
@@ -37,7 +38,18 @@ struct WorkerRoutes: Sendable {
                 status: snapshot.state == .error ? "error" : "ok", workerID: configuration.workerID, model: configuration.engine.modelName,
                 state: snapshot.state, slotsTotal: snapshot.slotsTotal, slotsBusy: snapshot.slotsBusy, queueDepth: snapshot.queueDepth,
                 uptimeS: (ContinuousClock.now - startedAt).milliseconds / 1000, memoryBytes: ProcessMemory.residentBytes(),
-                pid: getpid()))
+                pid: getpid(), chatTemplate: engine.model?.chatTemplate))
+    }
+
+    /// llama-server's `/apply-template`: the prompt a chat request's `messages` become, without
+    /// generating; the body is an inference request's.
+    func applyTemplate(_ request: Request, context: RbeeRequestContext) async throws -> Response {
+        var request = request
+        let inference = try await request.decodeBody(as: InferenceRequest.self, context: context)
+        guard case .messages = inference.prompt else {
+            throw RbeeError.invalid([.init(field: "messages", message: "required: /apply-template renders messages, not a prompt")])
+        }
+        return .json(AppliedTemplate(prompt: try await engine.renderPrompt(inference).prompt))
     }
 
     func readiness() -> Response {

@@ -50,7 +50,7 @@ import Testing
     ]
 
     @Test(arguments: families) func rendersAsJinja2Does(_ family: Family) throws {
-        let text = try String(contentsOfFile: try Self.templateDirectory() + "/" + family.file, encoding: .utf8)
+        let text = try String(contentsOfFile: try llamaTemplateDirectory() + "/" + family.file, encoding: .utf8)
         let templates = try ChatTemplates(text: text, bosToken: family.bos, eosToken: family.eos)
         let rendering = try templates.render(ChatConversation(messages: Self.conversation))
         let expected = try Jinja2.render(text, messages: family.reference ?? Self.conversation, bos: family.bos, eos: family.eos)
@@ -59,7 +59,7 @@ import Testing
 
     /// Qwen3 with thinking off renders the empty think block its template specifies.
     @Test func qwen3WithoutThinkingRendersAnEmptyThinkBlock() throws {
-        let text = try String(contentsOfFile: try Self.templateDirectory() + "/Qwen-Qwen3-0.6B.jinja", encoding: .utf8)
+        let text = try String(contentsOfFile: try llamaTemplateDirectory() + "/Qwen-Qwen3-0.6B.jinja", encoding: .utf8)
         let templates = try ChatTemplates(text: text, eosToken: "<|im_end|>")
         let off = try templates.render(ChatConversation(messages: Self.conversation, chatTemplateKwargs: ["enable_thinking": .bool(false)]))
         #expect(off.prompt.hasSuffix("<|im_start|>assistant\n<think>\n\n</think>\n\n"), "\(off.prompt)")
@@ -98,73 +98,5 @@ import Testing
         } catch {
             #expect(error.code == .invalidRequest && error.message.contains("does not parse"), "\(error)")
         }
-    }
-
-    /// The pinned tree's templates: `RBEE_LLAMA_DIR`, else the cache's llama.cpp of the version
-    /// in `scripts/versions.env`.
-    static func templateDirectory() throws -> String {
-        let environment = ProcessInfo.processInfo.environment
-        if let directory = environment["RBEE_LLAMA_DIR"], !directory.isEmpty { return directory + "/src/models/templates" }
-        let versions = try String(contentsOfFile: repositoryRoot + "/scripts/versions.env", encoding: .utf8)
-        let version = try #require(versions.split(separator: "\n").first { $0.hasPrefix("LLAMA_CPP_PYTHON_VERSION=") }?.split(separator: "=").last)
-        let cache = environment["RBEE_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.cache/rbee"
-        return cache + "/llama.cpp-\(version)/src/models/templates"
-    }
-}
-
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-/// Python's jinja2 (in the virtualenv `scripts/test.sh` makes: `RBEE_JINJA_PYTHON`, else
-/// `$RBEE_CACHE/venv-jinja2`) rendering a template as Hugging Face's transformers does, with the
-/// variables llama.cpp hands every template.
-enum Jinja2 {
-    struct Failure: Error, CustomStringConvertible { var description: String }
-
-    static func render(
-        _ template: String, messages: [ChatMessage], bos: String = "", eos: String = "", extra: [String: JSONValue] = [:]
-    ) throws -> String {
-        let now = Date()
-        var context: [String: JSONValue] = [
-            "messages": .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) }),
-            "bos_token": .string(bos), "eos_token": .string(eos), "add_generation_prompt": .bool(true),
-            "enable_thinking": .bool(true),
-            "date_string": .string(format(now, "dd MMM yyyy")), "datetime": .string(format(now, "MMM dd yyyy")),
-        ]
-        context.merge(extra) { $1 }
-        let request = try JSONEncoder().encode(JSONValue.object(["template": .string(template), "context": .object(context)]))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [repositoryRoot + "/scripts/jinja_render.py"]
-        let input = Pipe()
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw Failure(description: "no jinja2 virtualenv at \(python): run scripts/test.sh once, or set RBEE_JINJA_PYTHON")
-        }
-        try process.run()
-        input.fileHandleForWriting.write(request)
-        try input.fileHandleForWriting.close()
-        let rendered = output.fileHandleForReading.readDataToEndOfFile()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw Failure(description: "jinja2: " + String(decoding: message, as: UTF8.self)) }
-        return String(decoding: rendered, as: UTF8.self)
-    }
-
-    static let python: String = {
-        let environment = ProcessInfo.processInfo.environment
-        if let python = environment["RBEE_JINJA_PYTHON"], !python.isEmpty { return python }
-        let cache = environment["RBEE_CACHE"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory() + "/.cache/rbee"
-        return cache + "/venv-jinja2/bin/python3"
-    }()
-
-    static func format(_ date: Date, _ pattern: String) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.dateFormat = pattern
-        return formatter.string(from: date)
     }
 }

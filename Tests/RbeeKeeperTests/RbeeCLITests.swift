@@ -94,7 +94,7 @@ func workerProcesses() -> Set<String> {
     @Test func inferChatOnTheDefaultModelAnswersAndStopsByItself() async throws {
         let home = try temporaryHome()
         let run = try RbeeRun(
-            ["infer", "--chat", "--temperature", "0", "What is the capital of France?"],
+            ["infer", "--chat", "--system", "You are a helpful assistant.", "--temperature", "0", "What is the capital of France?"],
             environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": "http://127.0.0.1:\(freePort())"])
         let status = await run.wait()
         #expect(status == 0, "stderr: \(run.stderr)")
