@@ -16,5 +16,6 @@ for product in llm-worker-rbee rbee-hive queen-rbee rbee; do swift build -c rele
 bin=$(swift build -c release --show-bin-path)
 # SmolLM2's own template adds a system prompt of its own when none is given ("You are a helpful AI
 # assistant named SmolLM, trained by Hugging Face"), under which this small model often answers in
-# French: the demo gives a plain one.
-exec "$bin/rbee" infer --chat --system "You are a helpful assistant." -m "file:$RBEE_DEFAULT_MODEL" "$prompt"
+# French: the demo gives a plain one. Greedy (temperature 0): a 135M model sampled at the default
+# 0.7 wanders off now and then, and the main job should answer the same every run.
+exec "$bin/rbee" infer --chat --system "You are a helpful assistant." --temperature 0 -m "file:$RBEE_DEFAULT_MODEL" "$prompt"
