@@ -10,10 +10,12 @@ public struct WorkerReadyReport: Sendable, Equatable, Codable {
     public var error: RbeeError?
     /// The worker's API version; a hive refuses versions it does not speak (`VERSION_MISMATCH`).
     public var apiVersion: Int?
+    /// The loaded model's chat template.
+    public var chatTemplate: ChatTemplateInfo?
 
     public init(
         workerID: String, url: String, model: String, state: WorkerState, pid: Int32, slotsTotal: Int, error: RbeeError? = nil,
-        apiVersion: Int? = RbeeVersion.apiVersion
+        apiVersion: Int? = RbeeVersion.apiVersion, chatTemplate: ChatTemplateInfo? = nil
     ) {
         self.workerID = workerID
         self.url = url
@@ -23,6 +25,7 @@ public struct WorkerReadyReport: Sendable, Equatable, Codable {
         self.slotsTotal = slotsTotal
         self.error = error
         self.apiVersion = apiVersion
+        self.chatTemplate = chatTemplate
     }
 
     enum CodingKeys: String, CodingKey {
@@ -30,6 +33,7 @@ public struct WorkerReadyReport: Sendable, Equatable, Codable {
         case workerID = "worker_id"
         case slotsTotal = "slots_total"
         case apiVersion = "api_version"
+        case chatTemplate = "chat_template"
     }
 }
 

@@ -4,21 +4,29 @@ public struct WorkerSpawnRequest: Sendable, Equatable, Codable {
     public var device: String?
     public var parallel: Int?
     public var ctxSize: Int?
-    /// Hand out a ready (or loading) worker of the same model instead of starting another.
+    /// Hand out a ready (or loading) worker of the same model (and template file) instead of
+    /// starting another.
     public var reuse: Bool?
+    /// A Jinja chat template file on the hive's machine that replaces the model's own
+    /// (the worker's `--chat-template-file`).
+    public var chatTemplateFile: String?
 
-    public init(modelRef: String, device: String? = nil, parallel: Int? = nil, ctxSize: Int? = nil, reuse: Bool? = nil) {
+    public init(
+        modelRef: String, device: String? = nil, parallel: Int? = nil, ctxSize: Int? = nil, reuse: Bool? = nil, chatTemplateFile: String? = nil
+    ) {
         self.modelRef = modelRef
         self.device = device
         self.parallel = parallel
         self.ctxSize = ctxSize
         self.reuse = reuse
+        self.chatTemplateFile = chatTemplateFile
     }
 
     enum CodingKeys: String, CodingKey {
         case device, parallel, reuse
         case modelRef = "model_ref"
         case ctxSize = "ctx_size"
+        case chatTemplateFile = "chat_template_file"
     }
 }
 
@@ -47,11 +55,13 @@ public struct HiveWorkerInfo: Sendable, Equatable, Codable {
     public var stderrTail: String?
     /// Where it runs: `cpu`, `cuda:N`.
     public var device: String?
+    /// The loaded model's chat template (reported by the worker once loaded).
+    public var chatTemplate: ChatTemplateInfo?
 
     public init(
         workerID: String, modelID: String, url: String, progressURL: String, pid: Int32?, state: HiveWorkerState, slotsTotal: Int,
         slotsBusy: Int, queueDepth: Int, lastHeartbeatSAgo: Double?, restarts: Int, exit: String?, error: RbeeError?, stderrTail: String?,
-        device: String? = nil
+        device: String? = nil, chatTemplate: ChatTemplateInfo? = nil
     ) {
         self.workerID = workerID
         self.modelID = modelID
@@ -68,12 +78,14 @@ public struct HiveWorkerInfo: Sendable, Equatable, Codable {
         self.error = error
         self.stderrTail = stderrTail
         self.device = device
+        self.chatTemplate = chatTemplate
     }
 
     enum CodingKeys: String, CodingKey {
         case url, pid, state, restarts, exit, error
         case workerID = "worker_id"
         case modelID = "model_id"
+        case chatTemplate = "chat_template"
         case progressURL = "progress_url"
         case slotsTotal = "slots_total"
         case slotsBusy = "slots_busy"

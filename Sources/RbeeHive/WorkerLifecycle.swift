@@ -88,6 +88,8 @@ struct WorkerLifecycle: Sendable {
     var progressURL: String
     private(set) var exit: String?
     private(set) var stderrTail: String?
+    /// The loaded model's chat template, as the worker reported it when ready.
+    var chatTemplate: ChatTemplateInfo?
     private(set) var lastHeartbeat: Instant?
     private var startedAt: Instant
     private var endedAt: Instant?
@@ -306,6 +308,6 @@ struct WorkerLifecycle: Sendable {
         return HiveWorkerInfo(
             workerID: workerID, modelID: modelID, url: url, progressURL: progressURL, pid: pid, state: state, slotsTotal: slotsTotal,
             slotsBusy: slotsBusy, queueDepth: queueDepth, lastHeartbeatSAgo: lastHeartbeat.map { (now - $0).milliseconds / 1000 }, restarts: 0,
-            exit: exit, error: error, stderrTail: stderrTail, device: device)
+            exit: exit, error: error, stderrTail: stderrTail, device: device, chatTemplate: chatTemplate)
     }
 }

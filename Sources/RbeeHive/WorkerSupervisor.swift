@@ -33,6 +33,8 @@ public final class WorkerSupervisor: Service, Sendable {
         /// The worker's loading progress, relayed; it ends with an error if the worker dies first.
         let loading: ProgressBroadcast<LoadingProgress>
         let logFile: String
+        /// The chat template file the worker was started with, if any: a reuse must match it.
+        var chatTemplateFile: String? = nil
     }
 
     /// A worker's task: wait for its model if needed, then run its process.
@@ -184,7 +186,9 @@ public final class WorkerSupervisor: Service, Sendable {
         let device = try await Self.device(for: request)
         let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef), logger: logger)
         if request.reuse ?? true, let existing = state.withLock({ state in
-            state.records.values.first { $0.lifecycle.modelID == started.modelID && $0.lifecycle.isServing }?.lifecycle.info(now: .now)
+            state.records.values.first {
+                $0.lifecycle.modelID == started.modelID && $0.lifecycle.isServing && $0.chatTemplateFile == request.chatTemplateFile
+            }?.lifecycle.info(now: .now)
         }) {
             return existing
         }
@@ -203,7 +207,7 @@ public final class WorkerSupervisor: Service, Sendable {
             lifecycle: WorkerLifecycle(
                 workerID: workerID, modelID: started.modelID, device: device, progressURL: progressURL, timers: settings.timers, now: .now),
             loading: ProgressBroadcast(initial: .loading(layersLoaded: 0, layersTotal: layers, vramMB: 0, ramMB: 0), isTerminal: { $0.isTerminal }),
-            logFile: logDirectory + "/" + workerID + ".log")
+            logFile: logDirectory + "/" + workerID + ".log", chatTemplateFile: request.chatTemplateFile)
         let admitted = state.withLock { state -> Bool in
             guard !state.closing else { return false }
             state.records[workerID] = record
@@ -223,6 +227,9 @@ public final class WorkerSupervisor: Service, Sendable {
         var fieldErrors: [RbeeError.FieldError] = []
         if let parallel = request.parallel, !(1...64).contains(parallel) { fieldErrors.append(.init(field: "parallel", message: "must be 1…64")) }
         if let ctx = request.ctxSize, !(16...1_048_576).contains(ctx) { fieldErrors.append(.init(field: "ctx_size", message: "must be 16…1048576")) }
+        if let file = request.chatTemplateFile, !file.hasPrefix("/") || !FileManager.default.isReadableFile(atPath: file) {
+            fieldErrors.append(.init(field: "chat_template_file", message: "must be the absolute path of a readable file on this hive, got \(file)"))
+        }
         if !fieldErrors.isEmpty { throw RbeeError.invalid(fieldErrors) }
         let device = request.device ?? "cpu"
         guard device == "cpu" || device.hasPrefix("cuda:") else {
@@ -325,6 +332,7 @@ public final class WorkerSupervisor: Service, Sendable {
         if let callback = hiveURL.withLock({ $0 }) { arguments += ["--hive-url", callback] }
         if let parallel = job.request.parallel { arguments += ["--parallel", "\(parallel)"] }
         if let ctx = job.request.ctxSize { arguments += ["--ctx-size", "\(ctx)"] }
+        if let template = job.request.chatTemplateFile { arguments += ["--chat-template-file", template] }
         if record.lifecycle.device.hasPrefix("cuda:") { arguments += ["--gpu-layers", "999"] }
         try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         let base = hiveURL.withLock { $0 } ?? ""
@@ -465,7 +473,10 @@ public final class WorkerSupervisor: Service, Sendable {
 
     /// `POST /v1/workers/ready`. Unknown workers get false (404), so orphans give up.
     func ready(_ report: WorkerReadyReport) -> Bool {
-        guard let actions = update(report.workerID, { $0.reportedReady(slotsTotal: report.slotsTotal, failure: report.error, now: .now) }) else {
+        guard let actions = update(report.workerID, { lifecycle in
+            lifecycle.chatTemplate = report.chatTemplate
+            return lifecycle.reportedReady(slotsTotal: report.slotsTotal, failure: report.error, now: .now)
+        }) else {
             return false
         }
         if let error = report.error {

@@ -42,7 +42,7 @@ struct HiveReporter: Service {
             let report = WorkerReadyReport(
                 workerID: configuration.workerID, url: url, model: configuration.engine.modelName,
                 state: snapshot.state == .error ? .error : .ready, pid: getpid(), slotsTotal: snapshot.slotsTotal,
-                error: snapshot.error)
+                error: snapshot.error, chatTemplate: engine.model?.chatTemplate)
             do {
                 try await post("/v1/workers/ready", report)
                 logger.info("reported to hive", metadata: ["hive": "\(hiveURL)", "state": "\(report.state.rawValue)"])

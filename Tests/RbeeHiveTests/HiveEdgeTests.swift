@@ -207,6 +207,34 @@ import Glibc
         try await hive.stop()
     }
 
+    /// A spawn's `chat_template_file` replaces the model's template in that worker: the hive's
+    /// worker list says so, the worker renders with it, a plain spawn of the model does not reuse
+    /// that worker, and a path the hive cannot read is a 400 naming the field.
+    @Test func aSpawnCanGiveTheWorkerAChatTemplateFile() async throws {
+        let hive = try await SupervisionTests.startHive { $0.heartbeatInterval = .seconds(5) }
+        let file = try llamaTemplateDirectory() + "/Qwen-Qwen3-0.6B.jinja"
+        let (response, body) = try await post(
+            hive.baseURL + "/v1/workers/spawn",
+            json: #"{"model_ref":"file:\#(instructModelPath)","parallel":1,"ctx_size":512,"chat_template_file":"\#(file)"}"#)
+        try #require(response.status == .accepted, "\(String(decoding: body, as: UTF8.self))")
+        let templated = try decode(HiveWorkerInfo.self, body)
+        let plain = try await spawn(hive, "file:" + instructModelPath, reuse: true)
+        #expect(plain.workerID != templated.workerID, "a worker with another template is not reused")
+        try await waitUntil(.seconds(30)) { [plain, templated] in
+            [plain, templated].allSatisfy { state(hive, $0.workerID)?.state == .ready }
+        }
+        #expect(state(hive, templated.workerID)?.chatTemplate == ChatTemplateInfo(source: .file, supportsTools: true, supportsThinking: true))
+        #expect(state(hive, plain.workerID)?.chatTemplate?.source == .gguf)
+        let url = try #require(state(hive, templated.workerID)?.url)
+        let (_, rendered) = try await post(
+            url + "/apply-template", json: #"{"messages":[{"role":"user","content":"Hi"}],"chat_template_kwargs":{"enable_thinking":false}}"#)
+        #expect(try decode(AppliedTemplate.self, rendered).prompt.hasSuffix("<think>\n\n</think>\n\n"), "\(String(decoding: rendered, as: UTF8.self))")
+        let (refused, refusal) = try await post(
+            hive.baseURL + "/v1/workers/spawn", json: #"{"model_ref":"file:\#(instructModelPath)","chat_template_file":"/no/such.jinja"}"#)
+        #expect(refused.status == .badRequest && String(decoding: refusal, as: UTF8.self).contains(#""field":"chat_template_file""#))
+        try await hive.stop()
+    }
+
     @Test func aFrozenWorkerIsFoundByProbesWithinThreeIntervals() async throws {
         let hive = try await SupervisionTests.startHive {
             $0.heartbeatInterval = .seconds(30)  // heartbeats would take 90 s to notice
