@@ -81,10 +81,12 @@ public struct ClusterWorker: Sendable, Equatable, Codable {
     public var tokensPerSec: Double?
     /// Where it runs: `cpu`, `cuda:N`.
     public var device: String?
+    /// The loaded model's chat template: where it came from, what it supports.
+    public var chatTemplate: ChatTemplateInfo?
 
     public init(
         workerID: String, hive: String, model: String, url: String, state: HiveWorkerState, pid: Int32?, slotsTotal: Int, slotsBusy: Int,
-        queueDepth: Int, queenInFlight: Int, tokensPerSec: Double?, device: String? = nil
+        queueDepth: Int, queenInFlight: Int, tokensPerSec: Double?, device: String? = nil, chatTemplate: ChatTemplateInfo? = nil
     ) {
         self.workerID = workerID
         self.hive = hive
@@ -98,6 +100,7 @@ public struct ClusterWorker: Sendable, Equatable, Codable {
         self.queenInFlight = queenInFlight
         self.tokensPerSec = tokensPerSec
         self.device = device
+        self.chatTemplate = chatTemplate
     }
 
     enum CodingKeys: String, CodingKey {
@@ -108,6 +111,7 @@ public struct ClusterWorker: Sendable, Equatable, Codable {
         case queueDepth = "queue_depth"
         case queenInFlight = "queen_in_flight"
         case tokensPerSec = "tokens_per_sec"
+        case chatTemplate = "chat_template"
         case device
     }
 }

@@ -86,6 +86,8 @@ struct PlacementStateMachine: Sendable {
         var inFlight = 0
         var tokensPerSec: Double?
         var device: String?
+        /// The loaded model's chat template, as the hive reported it.
+        var chatTemplate: ChatTemplateInfo?
         var addedAt: Instant
 
         var isServing: Bool { [.starting, .loading, .ready].contains(state) }
@@ -462,6 +464,7 @@ struct PlacementStateMachine: Sendable {
         worker.slotsBusy = info.slotsBusy
         worker.queueDepth = info.queueDepth
         worker.device = info.device ?? worker.device
+        worker.chatTemplate = info.chatTemplate ?? worker.chatTemplate
         if !info.url.isEmpty { worker.url = info.url }
         workers[info.workerID] = worker
     }

@@ -40,7 +40,8 @@ final class Scheduler: Sendable {
         state.withLock { $0.machine.workerList }.map {
             ClusterWorker(
                 workerID: $0.workerID, hive: $0.hive, model: $0.modelID, url: $0.url, state: $0.state, pid: $0.pid, slotsTotal: $0.slotsTotal,
-                slotsBusy: $0.slotsBusy, queueDepth: $0.queueDepth, queenInFlight: $0.inFlight, tokensPerSec: $0.tokensPerSec, device: $0.device)
+                slotsBusy: $0.slotsBusy, queueDepth: $0.queueDepth, queenInFlight: $0.inFlight, tokensPerSec: $0.tokensPerSec, device: $0.device,
+                chatTemplate: $0.chatTemplate)
         }
     }
 
