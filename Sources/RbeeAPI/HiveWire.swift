@@ -119,10 +119,13 @@ public struct ModelInfo: Sendable, Equatable, Codable {
     public var quantization: String?
     public var parameterCount: Int?
     public var createdAt: Double
+    /// The sha256 of the chat template set for this model on the hive (`PUT /v1/models/{id}/template`),
+    /// which every later worker of it uses instead of the GGUF's; nil when none is set.
+    public var chatTemplateSHA256: String?
 
     public init(
         id: String, sourceRef: String, localPath: String, sizeBytes: Int, sha256: String, architecture: String?, layerCount: Int?,
-        contextLength: Int?, quantization: String?, parameterCount: Int?, createdAt: Double
+        contextLength: Int?, quantization: String?, parameterCount: Int?, createdAt: Double, chatTemplateSHA256: String? = nil
     ) {
         self.id = id
         self.sourceRef = sourceRef
@@ -135,6 +138,7 @@ public struct ModelInfo: Sendable, Equatable, Codable {
         self.quantization = quantization
         self.parameterCount = parameterCount
         self.createdAt = createdAt
+        self.chatTemplateSHA256 = chatTemplateSHA256
     }
 
     enum CodingKeys: String, CodingKey {
@@ -146,5 +150,14 @@ public struct ModelInfo: Sendable, Equatable, Codable {
         case contextLength = "context_length"
         case parameterCount = "parameter_count"
         case createdAt = "created_at"
+        case chatTemplateSHA256 = "chat_template_sha256"
     }
+}
+
+/// `PUT /v1/models/{id}/template` on a hive (and the queen): the chat template text every later
+/// worker of the model uses instead of the GGUF's.
+public struct ChatTemplateUpdate: Sendable, Equatable, Codable {
+    public static let maxBytes = 1 << 20
+    public var template: String
+    public init(template: String) { self.template = template }
 }

@@ -32,6 +32,8 @@ struct HiveRoutes: Sendable {
         }
         router.get("/v1/models/{id}") { _, context in try await model(context) }
         router.delete("/v1/models/{id}") { _, context in try await removeModel(context) }
+        router.put("/v1/models/{id}/template") { request, context in try await setTemplate(request, context) }
+        router.delete("/v1/models/{id}/template") { request, context in try await setTemplate(request, context, clear: true) }
         router.post("/v1/workers/spawn") { request, context in
             var request = request
             let body = try await request.decodeBody(as: WorkerSpawnRequest.self, context: context)
@@ -145,6 +147,27 @@ struct HiveRoutes: Sendable {
         guard let info = try await provisioner.catalogCall({ try await provisioner.catalog.model(id: id) }) else {
             throw RbeeError(.modelNotFound, "no model \(id) in this hive's catalog", details: ["model_id": .string(id)])
         }
+        return .json(info)
+    }
+
+    /// `PUT /v1/models/{id}/template` sets the chat template every later worker of the model uses
+    /// (as Ollama's Modelfile sets one); `DELETE` goes back to the GGUF's. Workers already running
+    /// keep theirs; a template that does not parse fails the next worker's load (MODEL_LOAD_FAILED).
+    func setTemplate(_ request: Request, _ context: RbeeRequestContext, clear: Bool = false) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        var template: String?
+        if !clear {
+            var request = request
+            let update = try await request.decodeBody(as: ChatTemplateUpdate.self, context: context)
+            guard !update.template.isEmpty, update.template.utf8.count <= ChatTemplateUpdate.maxBytes else {
+                throw RbeeError.invalid([.init(field: "template", message: "must be 1 byte to 1 MiB of template text")])
+            }
+            template = update.template
+        }
+        guard let info = try await provisioner.catalogCall({ [template] in try await provisioner.catalog.setChatTemplate(id: id, template) }) else {
+            throw RbeeError(.modelNotFound, "no model \(id) in this hive's catalog", details: ["model_id": .string(id)])
+        }
+        context.logger.info(clear ? "chat template cleared" : "chat template set", metadata: ["model": "\(id)", "sha256": "\(info.chatTemplateSHA256 ?? "-")"])
         return .json(info)
     }
 

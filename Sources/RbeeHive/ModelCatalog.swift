@@ -1,4 +1,5 @@
 import Foundation
+import Crypto
 import GRDB
 import Logging
 import RbeeAPI
@@ -60,6 +61,14 @@ public final class ModelCatalog: Sendable {
                 table.column("createdAt", .double).notNull()
             }
         }
+        migrator.registerMigration("v2: chat templates") { db in
+            try db.create(table: "chatTemplate") { table in
+                table.primaryKey("modelID", .text)
+                table.column("template", .text).notNull()
+                table.column("sha256", .text).notNull()
+                table.column("updatedAt", .double).notNull()
+            }
+        }
         try migrator.migrate(pool)
         // A corrupt file can open fine and fail on first read: read once now.
         _ = try pool.read { db in try ModelRow.fetchCount(db) }
@@ -109,7 +118,62 @@ public final class ModelCatalog: Sendable {
     }
 
     public func model(id: String) async throws -> ModelInfo? {
-        try await database.read { db in try ModelRow.fetchOne(db, key: id)?.info }
+        try await database.read { db in
+            guard var info = try ModelRow.fetchOne(db, key: id)?.info else { return nil }
+            info.chatTemplateSHA256 = try String.fetchOne(db, sql: "SELECT sha256 FROM chatTemplate WHERE modelID = ?", arguments: [id])
+            return info
+        }
+    }
+
+    /// The chat template set for a model, if any: its text and sha256.
+    public func chatTemplate(id: String) async throws -> (text: String, sha256: String)? {
+        try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT template, sha256 FROM chatTemplate WHERE modelID = ?", arguments: [id]).map {
+                (text: $0["template"], sha256: $0["sha256"])
+            }
+        }
+    }
+
+    /// The file a worker reads the model's chat template from (`--chat-template-file`), written
+    /// when first asked for: named by the template's sha256, so a changed template is another file
+    /// (and a worker with the old one is not reused for it). Nil when none is set.
+    public func chatTemplateFile(id: String) async throws -> String? {
+        guard let template = try await chatTemplate(id: id) else { return nil }
+        let directory = (modelDirectory as NSString).deletingLastPathComponent + "/hive/templates"
+        let path = directory + "/\(id)-\(template.sha256.prefix(16)).jinja"
+        if !FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            // Written under a name of its own, then renamed: the final name only ever holds a whole file.
+            let partial = path + ".partial-" + UUID().uuidString
+            try Data(template.text.utf8).write(to: URL(fileURLWithPath: partial))
+            do {
+                try FileManager.default.moveItem(atPath: partial, toPath: path)
+            } catch {
+                try? FileManager.default.removeItem(atPath: partial)
+                // Another spawn wrote the same file (same sha256) first.
+                guard FileManager.default.fileExists(atPath: path) else { throw error }
+            }
+        }
+        return path
+    }
+
+    /// Sets (or with nil clears) the chat template of a catalogued model; nil when there is no such model.
+    public func setChatTemplate(id: String, _ template: String?) async throws -> ModelInfo? {
+        let sha256 = template.map { FileHasher.hex(SHA256.hash(data: Data($0.utf8))) }
+        let found = try await database.write { db -> Bool in
+            guard try ModelRow.fetchOne(db, key: id) != nil else { return false }
+            if let template, let sha256 {
+                try db.execute(
+                    sql: "INSERT OR REPLACE INTO chatTemplate (modelID, template, sha256, updatedAt) VALUES (?, ?, ?, ?)",
+                    arguments: [id, template, sha256, Date().timeIntervalSince1970])
+            } else {
+                try db.execute(sql: "DELETE FROM chatTemplate WHERE modelID = ?", arguments: [id])
+            }
+            return true
+        }
+        guard found else { return nil }
+        changed()
+        return try await model(id: id)
     }
 
     public func model(sourceRef: String) async throws -> ModelInfo? {
@@ -120,7 +184,16 @@ public final class ModelCatalog: Sendable {
 
     /// Newest first.
     public func list() async throws -> [ModelInfo] {
-        try await database.read { db in try ModelRow.order(Column("createdAt").desc).fetchAll(db).map(\.info) }
+        try await database.read { db in
+            let templates = try Dictionary(
+                Row.fetchAll(db, sql: "SELECT modelID, sha256 FROM chatTemplate").map { (row: Row) -> (String, String) in (row["modelID"], row["sha256"]) },
+                uniquingKeysWith: { first, _ in first })
+            return try ModelRow.order(Column("createdAt").desc).fetchAll(db).map { row in
+                var info = row.info
+                info.chatTemplateSHA256 = templates[info.id]
+                return info
+            }
+        }
     }
 
     /// Removes the row, and the file when it lives in the model directory (imported files stay).
@@ -130,7 +203,10 @@ public final class ModelCatalog: Sendable {
         if info.localPath.hasPrefix(modelDirectory + "/") {
             try? FileManager.default.removeItem(atPath: info.localPath)
         }
-        _ = try await database.write { db in try ModelRow.deleteOne(db, key: id) }
+        _ = try await database.write { db in
+            try db.execute(sql: "DELETE FROM chatTemplate WHERE modelID = ?", arguments: [id])
+            return try ModelRow.deleteOne(db, key: id)
+        }
         changed()
         return info
     }

@@ -185,6 +185,12 @@ public final class WorkerSupervisor: Service, Sendable {
         let logger = logger ?? self.logger
         let device = try await Self.device(for: request)
         let started = try await provisioner.request(DownloadRequest(modelRef: request.modelRef), logger: logger)
+        var request = request
+        if request.chatTemplateFile == nil,
+            let file = try await provisioner.catalogCall({ try await self.provisioner.catalog.chatTemplateFile(id: started.modelID) })
+        {
+            request.chatTemplateFile = file
+        }
         if request.reuse ?? true, let existing = state.withLock({ state in
             state.records.values.first {
                 $0.lifecycle.modelID == started.modelID && $0.lifecycle.isServing && $0.chatTemplateFile == request.chatTemplateFile

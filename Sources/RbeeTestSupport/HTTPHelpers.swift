@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP1
 
 /// `POST` a JSON body; the answer and its whole body.
 public func post(_ url: String, json: String, headers: [(String, String)] = []) async throws -> (HTTPClientResponse, Data) {
@@ -33,6 +34,18 @@ public func delete(_ url: String) async throws -> HTTPClientResponse {
     let response = try await http.execute(request, timeout: .seconds(30))
     _ = try await response.body.collect(upTo: 1 << 20)
     return response
+}
+
+/// Any method, with an optional JSON body; the answer and its whole body.
+public func send(_ method: HTTPMethod, _ url: String, json: String? = nil) async throws -> (HTTPClientResponse, Data) {
+    var request = HTTPClientRequest(url: url)
+    request.method = method
+    if let json {
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(string: json))
+    }
+    let response = try await http.execute(request, timeout: .seconds(60))
+    return (response, Data(buffer: try await response.body.collect(upTo: 16 << 20)))
 }
 
 public func decode<T: Decodable>(_ type: T.Type, _ data: Data) throws -> T { try JSONDecoder().decode(type, from: data) }

@@ -235,6 +235,59 @@ import Glibc
         try await hive.stop()
     }
 
+    /// A chat template set for a model in the hive's catalog (as Ollama's Modelfile sets one) is
+    /// used by every later worker of it, also after the hive restarts; clearing it goes back to the
+    /// GGUF's; a template that does not parse fails the next worker's load with MODEL_LOAD_FAILED.
+    @Test func aModelsChatTemplateIsKeptInTheCatalog() async throws {
+        let home = try temporaryHome()
+        var hive = try await SupervisionTests.startHive(home: home) { $0.heartbeatInterval = .seconds(5) }
+        let first = try await spawn(hive, "file:" + instructModelPath, reuse: true)
+        let id = first.modelID
+        let qwen3 = try String(contentsOfFile: try llamaTemplateDirectory() + "/Qwen-Qwen3-0.6B.jinja", encoding: .utf8)
+        var templateURL = hive.baseURL + "/v1/models/\(id)/template"
+        let (set, setBody) = try await send(.PUT, templateURL, json: try String(decoding: JSONEncoder().encode(ChatTemplateUpdate(template: qwen3)), as: UTF8.self))
+        #expect(set.status == .ok, "\(String(decoding: setBody, as: UTF8.self))")
+        let sha = try #require(try decode(ModelInfo.self, setBody).chatTemplateSHA256)
+        #expect(try await get(hive.baseURL + "/v1/models/\(id)", as: ModelInfo.self).chatTemplateSHA256 == sha)
+
+        func thinkingOffRendering(_ worker: HiveWorkerInfo) async throws -> String {
+            try await waitUntil(.seconds(30)) { state(hive, worker.workerID)?.state == .ready }
+            let url = try #require(state(hive, worker.workerID)?.url)
+            let (_, body) = try await post(
+                url + "/apply-template", json: #"{"messages":[{"role":"user","content":"Hi"}],"chat_template_kwargs":{"enable_thinking":false}}"#)
+            return try decode(AppliedTemplate.self, body).prompt
+        }
+        let templated = try await spawn(hive, "file:" + instructModelPath, reuse: true)
+        #expect(templated.workerID != first.workerID, "the worker without the template is not handed out for it")
+        #expect(try await thinkingOffRendering(templated).hasSuffix("<think>\n\n</think>\n\n"))
+        #expect(state(hive, templated.workerID)?.chatTemplate?.source == .file)
+
+        try await hive.stop()
+        hive = try await SupervisionTests.startHive(home: home) { $0.heartbeatInterval = .seconds(5) }
+        templateURL = hive.baseURL + "/v1/models/\(id)/template"
+        let afterRestart = try await spawn(hive, "file:" + instructModelPath)
+        #expect(try await thinkingOffRendering(afterRestart).hasSuffix("<think>\n\n</think>\n\n"), "the template outlives the hive's restart")
+
+        let (cleared, clearedBody) = try await send(.DELETE, templateURL)
+        #expect(cleared.status == .ok)
+        #expect(try decode(ModelInfo.self, clearedBody).chatTemplateSHA256 == nil)
+        let plain = try await spawn(hive, "file:" + instructModelPath)
+        #expect(try await thinkingOffRendering(plain).hasSuffix("<|im_start|>assistant\n"))
+        #expect(state(hive, plain.workerID)?.chatTemplate?.source == .gguf)
+
+        let (unknown, _) = try await send(.PUT, hive.baseURL + "/v1/models/no-such-model/template", json: #"{"template":"x"}"#)
+        #expect(unknown.status == .notFound)
+        let (empty, emptyBody) = try await send(.PUT, templateURL, json: #"{"template":""}"#)
+        #expect(empty.status == .badRequest && String(decoding: emptyBody, as: UTF8.self).contains(#""field":"template""#))
+
+        _ = try await send(.PUT, templateURL, json: #"{"template":"{% for m in messages %}{{ m.content }"}"#)
+        let broken = try await spawn(hive, "file:" + instructModelPath)
+        try await waitUntil(.seconds(30)) { state(hive, broken.workerID)?.state == .failed }
+        let failure = try #require(state(hive, broken.workerID)?.error)
+        #expect(failure.code == .modelLoadFailed && failure.message.contains("chat template"), "\(failure)")
+        try await hive.stop()
+    }
+
     @Test func aFrozenWorkerIsFoundByProbesWithinThreeIntervals() async throws {
         let hive = try await SupervisionTests.startHive {
             $0.heartbeatInterval = .seconds(30)  // heartbeats would take 90 s to notice
