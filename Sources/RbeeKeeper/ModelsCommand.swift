@@ -6,7 +6,8 @@ import RbeeHTTP
 /// `rbee models`: the models of every hive.
 struct ModelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "models", abstract: "Pull, list and remove models across the cluster.", subcommands: [Pull.self, List.self, Remove.self])
+        commandName: "models", abstract: "Pull, list and remove models across the cluster.",
+        subcommands: [Pull.self, List.self, Remove.self, Template.self])
 
     /// A model as the queen's `GET /v1/models` lists it.
     struct Entry: Codable, Sendable {
@@ -15,10 +16,12 @@ struct ModelsCommand: AsyncParsableCommand {
         var quantization: String?
         var hives: [String]
         var loaded: Bool
+        var chatTemplateSHA256: String?
 
         enum CodingKeys: String, CodingKey {
             case id, quantization, hives, loaded
             case sizeBytes = "size_bytes"
+            case chatTemplateSHA256 = "chat_template_sha256"
         }
     }
 
@@ -112,6 +115,61 @@ struct ModelsCommand: AsyncParsableCommand {
         func run() async throws {
             try await queen.connection.call(.DELETE, "/v1/models/\(id)" + (hive.map { "?hive=\($0)" } ?? ""))
             FileHandle.standardError.write(Data("removed \(id)\n".utf8))
+        }
+    }
+
+    struct Template: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Set the chat template a model's workers use instead of the one in its GGUF (or --clear it).",
+            discussion: """
+                The template text goes into the catalog of every hive that has the model (or --hive), and
+                every later worker of it renders chat requests with it; the model's running workers are
+                restarted (requests in flight finish first). A template that does not parse fails the
+                next worker's load with MODEL_LOAD_FAILED.
+                Examples:
+                  rbee models template SmolLM2-135M-Instruct.Q4_1 qwen3.jinja
+                  rbee models template SmolLM2-135M-Instruct.Q4_1 --clear
+                """)
+        @OptionGroup var queen: QueenOptions
+        @Option(help: "Only on this hive.") var hive: String?
+        @Flag(help: "Go back to the GGUF's own template.") var clear = false
+        @Argument(help: "The model's catalog id (see rbee models list).") var id: String
+        @Argument(help: "A Jinja chat template file.") var file: String?
+
+        struct Change: Decodable {
+            var hives: [String]
+            var chatTemplateSHA256: String?
+            var workersRestarted: [String]
+
+            enum CodingKeys: String, CodingKey {
+                case hives
+                case chatTemplateSHA256 = "chat_template_sha256"
+                case workersRestarted = "workers_restarted"
+            }
+        }
+
+        func validate() throws {
+            if !Validation.isValidID(id) { throw ValidationError("a model id is [A-Za-z0-9._-]{1,64}") }
+            if let hive, !Validation.isValidID(hive) { throw ValidationError("--hive must be a hive name") }
+            if clear == (file != nil) { throw ValidationError("give a template file, or --clear") }
+        }
+
+        func run() async throws {
+            let path = "/v1/models/\(id)/template" + (hive.map { "?hive=\($0)" } ?? "")
+            let change: Change
+            if let file {
+                let text: String
+                do { text = try String(contentsOfFile: (file as NSString).expandingTildeInPath, encoding: .utf8) } catch {
+                    throw ValidationError("cannot read \(file): \(error.localizedDescription)")
+                }
+                let body = try JSONEncoder().encode(ChatTemplateUpdate(template: text))
+                change = try await queen.connection.call(.PUT, path, json: body, as: Change.self)
+            } else {
+                change = try await queen.connection.call(.DELETE, path, as: Change.self)
+            }
+            let what = change.chatTemplateSHA256.map { "template \($0.prefix(12)) set" } ?? "template cleared"
+            let restarted = change.workersRestarted.isEmpty ? "" : "; restarted \(change.workersRestarted.joined(separator: ", "))"
+            FileHandle.standardError.write(Data("\(id): \(what) on \(change.hives.joined(separator: ", "))\(restarted)\n".utf8))
         }
     }
 }

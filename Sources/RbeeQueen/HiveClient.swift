@@ -88,6 +88,15 @@ struct HiveClient: Sendable {
             .POST, hiveURL + "/v1/models/download", json: try encode(request), timeout: .seconds(60), as: DownloadStarted.self)
     }
 
+    /// Sets (nil: clears) a model's chat template on a hive.
+    func setChatTemplate(_ id: String, _ template: String?, hiveURL: String, correlationID: String?) async throws(RbeeError) -> ModelInfo {
+        let url = hiveURL + "/v1/models/" + id + "/template"
+        if let template {
+            return try await client(correlationID: correlationID).call(.PUT, url, json: try encode(ChatTemplateUpdate(template: template)), as: ModelInfo.self)
+        }
+        return try await client(correlationID: correlationID).call(.DELETE, url, as: ModelInfo.self)
+    }
+
     func removeModel(_ id: String, hiveURL: String, correlationID: String?) async throws(RbeeError) {
         _ = try await client(correlationID: correlationID).call(.DELETE, hiveURL + "/v1/models/" + id)
     }

@@ -91,11 +91,14 @@ struct OpenAIRoutes: Sendable {
             var quantization: String?
             var hives: [String]
             var loaded: Bool
+            /// The chat template set for the model on its hives (`rbee models template`), by sha256.
+            var chatTemplateSHA256: String?
 
             enum CodingKeys: String, CodingKey {
                 case id, object, created, quantization, hives, loaded
                 case ownedBy = "owned_by"
                 case sizeBytes = "size_bytes"
+                case chatTemplateSHA256 = "chat_template_sha256"
             }
         }
     }
@@ -115,6 +118,7 @@ struct OpenAIRoutes: Sendable {
                 model.hives.append(entry.record.name)
                 model.sizeBytes = model.sizeBytes ?? info?.sizeBytes
                 model.quantization = model.quantization ?? info?.quantization
+                model.chatTemplateSHA256 = model.chatTemplateSHA256 ?? info?.chatTemplateSHA256
                 byID[id] = model
             }
         }

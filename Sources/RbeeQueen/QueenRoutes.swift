@@ -100,6 +100,8 @@ struct QueenRoutes: Sendable {
         }
         router.post("/v1/models/pull") { request, context in try await pull(request, context) }
         router.delete("/v1/models/{id}") { request, context in try await removeModel(request, context) }
+        router.put("/v1/models/{id}/template") { request, context in try await setTemplate(request, context) }
+        router.delete("/v1/models/{id}/template") { request, context in try await setTemplate(request, context, clear: true) }
         router.post("/v1/shutdown") { _, context in
             context.logger.info("shutdown requested over HTTP")
             shutdown.request()
@@ -334,6 +336,69 @@ struct QueenRoutes: Sendable {
         }
         scheduler.hivesChanged()
         return Response(status: .noContent)
+    }
+}
+
+extension QueenRoutes {
+    /// What `PUT`/`DELETE /v1/models/{id}/template` answers.
+    struct TemplateChange: Encodable, Sendable {
+        var model: String
+        var hives: [String]
+        var chatTemplateSHA256: String?
+        var workersRestarted: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case model, hives
+            case chatTemplateSHA256 = "chat_template_sha256"
+            case workersRestarted = "workers_restarted"
+        }
+    }
+
+    /// A model's chat template on every online hive that has it (or `?hive=`): kept in each hive's
+    /// catalog for every later worker. The model's running workers are stopped (their requests in
+    /// flight get the drain grace), so the next request starts one with the new template.
+    func setTemplate(_ request: Request, _ context: RbeeRequestContext, clear: Bool = false) async throws -> Response {
+        let id = context.parameters.get("id") ?? ""
+        let only = request.uri.queryParameters["hive"].map(String.init)
+        var template: String?
+        if !clear {
+            var request = request
+            let update = try await request.decodeBody(as: ChatTemplateUpdate.self, context: context)
+            guard !update.template.isEmpty, update.template.utf8.count <= ChatTemplateUpdate.maxBytes else {
+                throw RbeeError.invalid([.init(field: "template", message: "must be 1 byte to 1 MiB of template text")])
+            }
+            template = update.template
+        }
+        let holders = registry.online().filter { $0.record.models.contains(id) && (only == nil || $0.record.name == only) }
+        guard !holders.isEmpty else {
+            throw RbeeError(.modelNotFound, "no online hive has the model \(id)", details: ["model": .string(id)])
+        }
+        var sha256: String?
+        for hive in holders {
+            let info = try await hives.setChatTemplate(id, template, hiveURL: hive.record.url, correlationID: context.correlationID)
+            sha256 = info.chatTemplateSHA256
+            if let catalog = try? await hives.catalog(hiveURL: hive.record.url, correlationID: context.correlationID) {
+                registry.updateCatalog(hive.record.name, catalog.models, version: catalog.version)
+            }
+        }
+        let names = Set(holders.map(\.record.name))
+        var restarted: [String] = []
+        for hive in holders {
+            let stale = scheduler.list().filter { $0.model == id && $0.hive == hive.record.name }
+            for worker in stale {
+                try? await hives.stopWorker(worker.workerID, hiveURL: hive.record.url, correlationID: context.correlationID)
+                restarted.append(worker.workerID)
+            }
+            // The hive's list now shows them stopping: no new request goes to them.
+            if !stale.isEmpty, let listed = try? await hives.workers(hiveURL: hive.record.url, correlationID: context.correlationID) {
+                scheduler.workersReported(hive: hive.record.name, workers: listed)
+            }
+        }
+        scheduler.hivesChanged()
+        context.logger.info(
+            clear ? "chat template cleared" : "chat template set",
+            metadata: ["model": "\(id)", "hives": "\(names.sorted())", "workers_restarted": "\(restarted)"])
+        return .json(TemplateChange(model: id, hives: names.sorted(), chatTemplateSHA256: sha256, workersRestarted: restarted))
     }
 }
 

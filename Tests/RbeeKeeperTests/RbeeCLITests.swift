@@ -188,6 +188,15 @@ func workerProcesses() -> Set<String> {
         let hives = try RbeeRun(["hive", "list"], environment: environment)
         #expect(await hives.wait() == 0)
         #expect(hives.stdout.contains("localhost") && hives.stdout.contains("online"), "\(hives.stdout)")
+        // A chat template for the model: set on its hive, its worker restarted; then cleared.
+        let template = try llamaTemplateDirectory() + "/Qwen-Qwen3-0.6B.jinja"
+        let setTemplate = try RbeeRun(["models", "template", instructModelID, template], environment: environment)
+        #expect(await setTemplate.wait() == 0, "\(setTemplate.stderr)")
+        #expect(setTemplate.stderr.contains("set on localhost; restarted \(worker.workerID)"), "\(setTemplate.stderr)")
+        let clearTemplate = try RbeeRun(["models", "template", instructModelID, "--clear"], environment: environment)
+        #expect(await clearTemplate.wait() == 0 && clearTemplate.stderr.contains("template cleared on localhost"), "\(clearTemplate.stderr)")
+        let both = try RbeeRun(["models", "template", instructModelID, template, "--clear"], environment: environment)
+        #expect(await both.wait() == 2, "a file and --clear together is a usage error")
 
         let stop = try RbeeRun(["queen", "stop"], environment: environment)
         #expect(await stop.wait() == 0)

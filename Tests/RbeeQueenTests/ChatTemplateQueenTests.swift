@@ -33,6 +33,30 @@ import Testing
         let worker = try #require(try await get(queen.url + "/v1/workers", as: Workers.self).workers.first)
         #expect(worker.chatTemplate == ChatTemplateInfo(source: .gguf), "\(String(describing: worker.chatTemplate))")
 
+        // A template for the model: kept by its hive, the model's worker restarted, the next chat's
+        // worker renders with it.
+        let qwen3 = try String(contentsOfFile: try llamaTemplateDirectory() + "/Qwen-Qwen3-0.6B.jinja", encoding: .utf8)
+        let (set, setBody) = try await send(
+            .PUT, queen.url + "/v1/models/\(instructModelID)/template",
+            json: String(decoding: try JSONEncoder().encode(ChatTemplateUpdate(template: qwen3)), as: UTF8.self))
+        let change = String(decoding: setBody, as: UTF8.self)
+        #expect(set.status == .ok && change.contains(#""hives":["localhost"]"#) && change.contains(worker.workerID), "\(change)")
+        struct Models: Decodable {
+            struct Entry: Decodable { var id: String; var chat_template_sha256: String? }
+            var data: [Entry]
+        }
+        let listed = try await get(queen.url + "/v1/models", as: Models.self).data.first { $0.id == instructModelID }
+        #expect(listed?.chat_template_sha256 != nil, "\(String(describing: listed))")
+        let (again, againBody) = try await post(
+            queen.url + "/v1/chat/completions",
+            json: #"{"model":"\#(instructModelID)","messages":[{"role":"user","content":"Hi"}],"max_tokens":16,"temperature":0,"chat_template_kwargs":{"enable_thinking":false}}"#)
+        #expect(again.status == .ok, "\(String(decoding: againBody, as: UTF8.self))")
+        try await waitUntil(.seconds(10)) {
+            try await get(queen.url + "/v1/workers", as: Workers.self).workers.contains { $0.chatTemplate?.source == .file && $0.workerID != worker.workerID }
+        }
+        let (unknown, _) = try await send(.PUT, queen.url + "/v1/models/no-such-model/template", json: #"{"template":"x"}"#)
+        #expect(unknown.status == .notFound)
+
         let (refused, refusal) = try await post(
             queen.url + "/v1/completions", json: #"{"model":"file:\#(instructModelPath)","prompt":"Hi","chat_template_kwargs":{}}"#)
         #expect(refused.status == .badRequest && String(decoding: refusal, as: UTF8.self).contains("chat_template_kwargs"), "\(String(decoding: refusal, as: UTF8.self))")
