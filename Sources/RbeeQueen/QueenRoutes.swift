@@ -163,10 +163,7 @@ struct QueenRoutes: Sendable {
         if let hive = task.hive, registry.entry(hive) == nil {
             throw RbeeError(.hiveNotFound, "no hive named \(hive) is registered", details: ["hive": .string(hive)])
         }
-        if registry.isEmpty, let localHive {
-            try await localHive.ensure()
-            scheduler.hivesChanged()
-        }
+        try await ensureLocalHive()
         let fetchable = if case .catalogID = task.reference { false } else { true }
         let want = PlacementStateMachine.Want(
             modelID: task.reference.derivedID, modelRef: task.model, fetchable: fetchable, hive: task.hive, correlationID: context.correlationID,
@@ -255,15 +252,22 @@ struct QueenRoutes: Sendable {
 
     // MARK: Models
 
+    /// Starts this queen's local hive when work arrives and no hive is registered, or when the
+    /// registry still names the local hive of an earlier run: that one ended with its queen (and
+    /// its port is another now), so an entry kept from then must not take work. Once started, this
+    /// returns at once.
+    func ensureLocalHive() async throws(RbeeError) {
+        guard let localHive, registry.isEmpty || registry.entry(LocalHive.name) != nil else { return }
+        try await localHive.ensure()
+        scheduler.hivesChanged()
+    }
+
     /// `POST /v1/models/pull`: the chosen hive's download progress, labelled, then `[DONE]`.
     func pull(_ request: Request, _ context: RbeeRequestContext) async throws -> Response {
         var request = request
         let body = try await request.decodeBody(as: PullRequest.self, context: context)
         let reference = try ModelReference(parsing: body.model)
-        if registry.isEmpty, let localHive {
-            try await localHive.ensure()
-            scheduler.hivesChanged()
-        }
+        try await ensureLocalHive()
         let online = registry.online()
         let target: HiveRegistry.Entry
         if let name = body.hive {

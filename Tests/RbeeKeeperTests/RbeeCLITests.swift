@@ -87,6 +87,15 @@ func workerProcesses() -> Set<String> {
         #expect(!run.stderr.contains("\u{1B}["), "no terminal codes when stderr is not a terminal")
         #expect(processes(containing: home).isEmpty, "left running: \(processes(containing: home))")
         #expect(workerProcesses().subtracting(workersBefore).isEmpty, "workers left: \(workerProcesses().subtracting(workersBefore))")
+
+        // Again with the same home: the registry still names the local hive of the first run, at a
+        // port nothing listens on now; the new queen starts a hive of its own all the same.
+        let again = try RbeeRun(
+            ["infer", "--max-tokens", "4", "--temperature", "0", "The capital of France is"],
+            environment: ["RBEE_HOME": home, "RBEE_QUEEN_URL": "http://127.0.0.1:\(freePort())"])
+        #expect(await again.wait() == 0, "stderr: \(again.stderr)")
+        #expect(again.stderr.contains("4 tokens,"), "\(again.stderr)")
+        #expect(processes(containing: home).isEmpty, "left running: \(processes(containing: home))")
     }
 
     /// The main job's question: `rbee infer --chat` on the default model (the instruct model)
