@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -33,6 +34,19 @@ void fail(char ** error, const std::string & message) {
     }
 }
 
+// Runs one entry point's work: any exception becomes `*error` and the `failed` value, so none
+// ever reaches Swift.
+template <typename T, typename Body> T guarded(char ** error, T failed, Body && body) {
+    try {
+        return body();
+    } catch (const std::exception & e) {
+        fail(error, e.what());
+    } catch (...) {
+        fail(error, "unknown C++ exception");
+    }
+    return failed;
+}
+
 // common logs from its own thread to stdout; its warnings (a template fix applied, a token the
 // vocabulary lacks) are not the daemons' to print, and its errors come back as error values.
 void quiet_common_log() {
@@ -44,7 +58,7 @@ void quiet_common_log() {
 
 extern "C" rbee_chat_templates * rbee_chat_templates_init(
     const struct llama_model * model, const char * template_text, const char * bos_token, const char * eos_token, char ** error) {
-    try {
+    return guarded(error, static_cast<rbee_chat_templates *>(nullptr), [&]() -> rbee_chat_templates * {
         quiet_common_log();
         if (model == nullptr && template_text == nullptr) {
             fail(error, "neither a model nor a template");
@@ -52,7 +66,7 @@ extern "C" rbee_chat_templates * rbee_chat_templates_init(
         }
         // common_chat_templates_init rethrows a parse error as a sliced std::exception, which has
         // lost its message: parse the template once here first, to report the parser's own words.
-        const char * source = template_text != nullptr ? template_text : nullptr;
+        const char * source = template_text;
         if (source == nullptr && model != nullptr) {
             source = llama_model_chat_template(model, nullptr);
         }
@@ -60,22 +74,12 @@ extern "C" rbee_chat_templates * rbee_chat_templates_init(
             const common_chat_template probe(source, bos_token != nullptr ? bos_token : "", eos_token != nullptr ? eos_token : "");
             (void) probe;
         }
-        auto * result = new rbee_chat_templates();
-        try {
-            result->templates = common_chat_templates_init(
-                model, template_text != nullptr ? template_text : "", bos_token != nullptr ? bos_token : "",
-                eos_token != nullptr ? eos_token : "");
-        } catch (...) {
-            delete result;
-            throw;
-        }
-        return result;
-    } catch (const std::exception & e) {
-        fail(error, e.what());
-    } catch (...) {
-        fail(error, "unknown C++ exception");
-    }
-    return nullptr;
+        auto result = std::make_unique<rbee_chat_templates>();
+        result->templates = common_chat_templates_init(
+            model, template_text != nullptr ? template_text : "", bos_token != nullptr ? bos_token : "",
+            eos_token != nullptr ? eos_token : "");
+        return result.release();
+    });
 }
 
 extern "C" void rbee_chat_templates_free(rbee_chat_templates * templates) {
@@ -86,7 +90,7 @@ extern "C" void rbee_chat_templates_free(rbee_chat_templates * templates) {
 }
 
 extern "C" char * rbee_chat_render(const rbee_chat_templates * templates, const char * request_json, char ** error) {
-    try {
+    return guarded(error, static_cast<char *>(nullptr), [&]() -> char * {
         if (templates == nullptr || request_json == nullptr) {
             fail(error, "no templates or no request");
             return nullptr;
@@ -125,16 +129,11 @@ extern "C" char * rbee_chat_render(const rbee_chat_templates * templates, const 
         result["additional_stops"]  = stops;
         result["supports_thinking"] = params.supports_thinking;
         return copy(result.dump());
-    } catch (const std::exception & e) {
-        fail(error, e.what());
-    } catch (...) {
-        fail(error, "unknown C++ exception");
-    }
-    return nullptr;
+    });
 }
 
 extern "C" char * rbee_chat_capabilities(const rbee_chat_templates * templates, char ** error) {
-    try {
+    return guarded(error, static_cast<char *>(nullptr), [&]() -> char * {
         if (templates == nullptr) {
             fail(error, "no templates");
             return nullptr;
@@ -148,12 +147,7 @@ extern "C" char * rbee_chat_capabilities(const rbee_chat_templates * templates, 
         result["capabilities"]      = capabilities;
         result["supports_thinking"] = common_chat_templates_support_enable_thinking(templates->templates.get());
         return copy(result.dump());
-    } catch (const std::exception & e) {
-        fail(error, e.what());
-    } catch (...) {
-        fail(error, "unknown C++ exception");
-    }
-    return nullptr;
+    });
 }
 
 extern "C" void rbee_chat_string_free(char * string) { std::free(string); }

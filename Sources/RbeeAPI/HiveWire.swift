@@ -160,4 +160,12 @@ public struct ChatTemplateUpdate: Sendable, Equatable, Codable {
     public static let maxBytes = 1 << 20
     public var template: String
     public init(template: String) { self.template = template }
+
+    /// The template, or a 400 naming `template` when it is empty or over `maxBytes`.
+    public func validated() throws(RbeeError) -> String {
+        guard !template.isEmpty, template.utf8.count <= Self.maxBytes else {
+            throw RbeeError.invalid([.init(field: "template", message: "must be 1 byte to 1 MiB of template text")])
+        }
+        return template
+    }
 }

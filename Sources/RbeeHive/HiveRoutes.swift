@@ -158,11 +158,7 @@ struct HiveRoutes: Sendable {
         var template: String?
         if !clear {
             var request = request
-            let update = try await request.decodeBody(as: ChatTemplateUpdate.self, context: context)
-            guard !update.template.isEmpty, update.template.utf8.count <= ChatTemplateUpdate.maxBytes else {
-                throw RbeeError.invalid([.init(field: "template", message: "must be 1 byte to 1 MiB of template text")])
-            }
-            template = update.template
+            template = try await request.decodeBody(as: ChatTemplateUpdate.self, context: context).validated()
         }
         guard let info = try await provisioner.catalogCall({ [template] in try await provisioner.catalog.setChatTemplate(id: id, template) }) else {
             throw RbeeError(.modelNotFound, "no model \(id) in this hive's catalog", details: ["model_id": .string(id)])

@@ -20,9 +20,8 @@ public final class LlamaModel: @unchecked Sendable {
     public let chatTemplate: ChatTemplateInfo
     /// The Jinja templates (the file's, or `chatTemplateFile`'s), rendered by llama.cpp's common
     /// library; nil for a file without a template, which gets llama.cpp's built-in template
-    /// `builtinTemplateName` instead.
+    /// (`chatTemplate.name`) instead.
     let templates: ChatTemplates?
-    let builtinTemplateName: String
 
     /// Loads the model at `path`. `progress` gets the fraction loaded (0…1) and returns false to
     /// abort the load. A missing, corrupt or non-GGUF file throws `MODEL_LOAD_FAILED`.
@@ -115,7 +114,6 @@ public final class LlamaModel: @unchecked Sendable {
         self.trainedContextLength = Int(llama_model_n_ctx_train(pointer))
         self.templates = templates
         self.chatTemplate = chatTemplate
-        self.builtinTemplateName = Self.builtinTemplate(architecture: file.architecture)
     }
 
     /// llama.cpp names a built-in template by family; `chatml` is the common default.
@@ -178,6 +176,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// architecture (which knows no template variables: `chat_template_kwargs` is refused there).
     public func renderChat(_ conversation: ChatConversation) throws(RbeeError) -> ChatRendering {
         if let templates { return try templates.render(conversation) }
+        let builtinTemplateName = chatTemplate.name ?? "chatml"
         if !conversation.chatTemplateKwargs.isEmpty {
             throw RbeeError.invalid([
                 .init(
@@ -185,11 +184,11 @@ public final class LlamaModel: @unchecked Sendable {
                     message: "this model has no Jinja chat template (llama.cpp's built-in '\(builtinTemplateName)' renders it); start its worker with --chat-template-file to use template variables")
             ])
         }
-        return ChatRendering(prompt: try renderBuiltin(conversation.messages, addGenerationPrompt: conversation.addGenerationPrompt), additionalStops: [])
+        let prompt = try renderBuiltin(builtinTemplateName, conversation.messages, addGenerationPrompt: conversation.addGenerationPrompt)
+        return ChatRendering(prompt: prompt, additionalStops: [])
     }
 
-    private func renderBuiltin(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws(RbeeError) -> String {
-        let template = builtinTemplateName
+    private func renderBuiltin(_ template: String, _ messages: [ChatMessage], addGenerationPrompt: Bool) throws(RbeeError) -> String {
         // strdup'd copies keep the C strings valid for the whole call.
         let roles = messages.map { strdup($0.role) }
         let contents = messages.map { strdup($0.content) }

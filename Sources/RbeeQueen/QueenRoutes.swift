@@ -367,11 +367,7 @@ extension QueenRoutes {
         var template: String?
         if !clear {
             var request = request
-            let update = try await request.decodeBody(as: ChatTemplateUpdate.self, context: context)
-            guard !update.template.isEmpty, update.template.utf8.count <= ChatTemplateUpdate.maxBytes else {
-                throw RbeeError.invalid([.init(field: "template", message: "must be 1 byte to 1 MiB of template text")])
-            }
-            template = update.template
+            template = try await request.decodeBody(as: ChatTemplateUpdate.self, context: context).validated()
         }
         let holders = registry.online().filter { $0.record.models.contains(id) && (only == nil || $0.record.name == only) }
         guard !holders.isEmpty else {
