@@ -231,7 +231,7 @@ let package = Package(
         .testTarget(
             name: "RbeeQueenTests",
             dependencies: [
-                "RbeeQueen", "RbeeHive", "RbeeWorker", "RbeeInference", "RbeeAPI", "RbeeHTTP", "RbeeTestSupport",
+                "RbeeQueen", "RbeeHive", "RbeeWorker", "RbeeInference", "RbeeAPI", "RbeeGGUF", "RbeeHTTP", "RbeeTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

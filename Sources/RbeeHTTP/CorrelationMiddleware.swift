@@ -18,6 +18,14 @@ public struct ErrorRenderer: Sendable {
     public static let native = ErrorRenderer { error, _, correlationID in Response.error(error, correlationID: correlationID) }
 }
 
+/// An error a route throws after it consumed the request's body to watch for the client going
+/// away: the connection cannot carry another request, so its answer says `Connection: close` (a
+/// client that pooled it would otherwise send its next request into a closed socket).
+public struct ConnectionSpentError: Error {
+    public var error: any Error
+    public init(_ error: any Error) { self.error = error }
+}
+
 /// Accepts `X-Correlation-Id` (or makes one), puts it in every log record of the request and on
 /// the response, refuses a body announced larger than the cap before reading it (413), and turns
 /// any error a route throws into the error answer of its route (`ErrorRenderer`).
@@ -53,6 +61,7 @@ public struct CorrelationMiddleware: RouterMiddleware {
             }
             metrics?.recordError(rbeeError.code)
             response = renderer.render(rbeeError, request.uri.path, id)
+            if error is ConnectionSpentError { response.headers[.connection] = "close" }
             if let challenge = Self.challenge(for: rbeeError) { response.headers[.wwwAuthenticate] = challenge }
         }
         response.headers[Self.header] = id
@@ -83,6 +92,8 @@ public struct CorrelationMiddleware: RouterMiddleware {
         switch error {
         case let error as RbeeError:
             return error
+        case let spent as ConnectionSpentError:
+            return rbeeError(from: spent.error)
         case is NIOTooManyBytesError:
             return bodyTooLarge
         case let error as HTTPError:

@@ -36,7 +36,9 @@ struct OpenAIRoutes: Sendable {
             response.headers[QueenRoutes.taskIDHeader] = execution.task.id
             return response
         } catch {
-            return Self.error(CorrelationMiddleware.rbeeError(from: error))
+            var response = Self.error(CorrelationMiddleware.rbeeError(from: error))
+            if error is ConnectionSpentError { response.headers[.connection] = "close" }
+            return response
         }
     }
 

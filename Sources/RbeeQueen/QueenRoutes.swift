@@ -91,6 +91,7 @@ struct QueenRoutes: Sendable {
             throw RbeeError(.workerNotFound, "no hive has a log of worker \(id)", details: ["worker_id": .string(id)])
         }
         router.post("/v2/tasks") { request, context in try await task(request, context) }
+        router.post("/apply-template") { request, context in try await applyTemplate(request, context) }
         router.delete("/v2/tasks/{id}") { _, context in
             let id = context.parameters.get("id") ?? ""
             guard tasks.stop(id, reason: .cancelRequested) else {
@@ -198,22 +199,41 @@ struct QueenRoutes: Sendable {
         return response
     }
 
+    /// llama-server's `/apply-template`: the prompt a chat request's `messages` become on the
+    /// worker that would serve it (placed, and started if need be, as the chat would be), without
+    /// generating. Users debug templates with it.
+    func applyTemplate(_ request: Request, _ context: RbeeRequestContext) async throws -> Response {
+        var request = request
+        var (execution, _) = try await admit(&request, context, dialect: .chat)
+        execution.work = .templateRendering
+        var response = try await Self.whole(request, execution) { [outputs = execution.outputs] in
+            Response.json(AppliedTemplate(prompt: try await WholeTask.collect(outputs).text))
+        }
+        response.headers[Self.taskIDHeader] = execution.task.id
+        return response
+    }
+
     /// A `stream: false` answer: the task runs while `collect` gathers its outputs; a client that
     /// goes away meanwhile cancels it.
     static func whole(_ request: Request, _ execution: TaskExecution, collect: @escaping @Sendable () async throws -> Response) async throws
         -> Response
     {
-        var response = try await request.body.consumeWithCancellationOnInboundClose { _ in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await execution.run() }
-                let response = try await collect()
-                try await group.waitForAll()
-                return response
+        // Disconnect detection consumes the request side: the connection closes after the answer,
+        // which says so, error or not.
+        do {
+            var response = try await request.body.consumeWithCancellationOnInboundClose { _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { await execution.run() }
+                    let response = try await collect()
+                    try await group.waitForAll()
+                    return response
+                }
             }
+            response.headers[.connection] = "close"
+            return response
+        } catch {
+            throw ConnectionSpentError(error)
         }
-        // Disconnect detection consumed the request side: the connection closes after this.
-        response.headers[.connection] = "close"
-        return response
     }
 
     /// The whole answer of a `stream: false` task.

@@ -18,7 +18,17 @@ import Synchronization
 struct TaskExecution: Sendable {
     typealias Lease = PlacementStateMachine.Lease
 
+    /// What the leased worker is asked for.
+    enum Work: Sendable {
+        /// The generation, its tokens relayed as they come.
+        case generation
+        /// The prompt the worker's chat template makes of the messages (`/apply-template`), sent
+        /// as the task's one text output; nothing is generated.
+        case templateRendering
+    }
+
     let task: QueenTask
+    var work: Work = .generation
     let placement: Placement
     let registration: RunningTasks.Registration
     let emitter = TaskEmitter()
@@ -39,7 +49,7 @@ struct TaskExecution: Sendable {
     /// stop: the work is then cancelled and ends with the event its reason calls for.
     func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await work() }
+            group.addTask { await perform() }
             group.addTask { await control.stopped() }
             group.addTask { await tick() }
             _ = await group.next()
@@ -50,7 +60,7 @@ struct TaskExecution: Sendable {
 
     // MARK: The work
 
-    private func work() async {
+    private func perform() async {
         var log = logger
         log[metadataKey: "correlation_id"] = .string(task.correlationID)
         log[metadataKey: "task_id"] = .string(task.id)
@@ -71,7 +81,15 @@ struct TaskExecution: Sendable {
                         continue
                     }
                 }
-                switch await relay(lease, at: workerURL, jobID: attempt == 1 ? task.id : "\(task.id)-\(attempt)") {
+                let outcome =
+                    switch work {
+                    case .generation: await relay(lease, at: workerURL, jobID: attempt == 1 ? task.id : "\(task.id)-\(attempt)")
+                    case .templateRendering: await render(lease, at: workerURL)
+                    }
+                switch outcome {
+                case .finished where work == .templateRendering:
+                    placement.finished(lease, tokensPerSec: nil)
+                    return
                 case .finished(let stats):
                     placement.finished(lease, tokensPerSec: stats.tokensPerSec)
                     metrics.taskFinished(model: lease.modelID, hive: lease.hive, ttftMs: stats.ttftMs, tokens: stats.tokensOut, tokensPerSec: stats.tokensPerSec)
@@ -258,6 +276,28 @@ struct TaskExecution: Sendable {
         default: break
         }
         return outcome
+    }
+
+    /// The worker's rendering of the task's messages: `started`, the prompt as one text output,
+    /// `end`. A worker that cannot be reached may be replaced, as for a relay.
+    private func render(_ lease: Lease, at workerURL: String) async -> RelayOutcome {
+        let client = RbeeClient(
+            http: http, token: token, correlationID: task.correlationID, deadline: task.deadlineHeader, unreachableCode: .workerCrashed)
+        do {
+            let rendered = try await client.call(
+                .POST, workerURL + "/apply-template", json: try JSONEncoder().encode(task.request.json), timeout: .seconds(30), as: AppliedTemplate.self)
+            let queenMs = (ContinuousClock.now - task.arrivedAt).milliseconds
+            emitter.emit(.started(taskID: task.id, model: lease.modelID, hive: lease.hive, workerID: lease.workerID, queueMs: queenMs))
+            emitter.emit(.token(text: rendered.prompt, index: 0))
+            let stats = GenerationStats(tokensOut: 0, promptTokens: 0, ttftMs: 0, decodeMs: 0, tokensPerSec: 0, stopReason: .eos)
+            emitter.emit(.end(stats))
+            return .finished(stats)
+        } catch let error as RbeeError where !Task.isCancelled {
+            let replaceable = [.workerCrashed, .allSlotsBusy, .unavailable].contains(error.code)
+            return .failed(error, replaceable: replaceable, lost: error.code == .workerCrashed)
+        } catch {
+            return .cancelled
+        }
     }
 
     /// Asks the worker to cancel the job. It runs in the queen's background tasks: the relay that
