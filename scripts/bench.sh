@@ -4,6 +4,8 @@
 # the worker's deterministic defaults).
 #   1. single-stream decode tokens/s through the HTTP worker  vs  llama-bench tg   (target >= 0.95)
 #   2. aggregate tokens/s, 4 and 8 concurrent streams  vs  llama-server, same --parallel (>= 1.0)
+#   3. prompt reuse: time to the first token at turn 8 of a conversation, and after a shared
+#      ~800-token system text  vs  llama-server with its default cache_prompt (<= 1.0)
 # Usage: scripts/bench.sh [threads] [tokens]      Results: stdout and bench-results/latest.txt
 . "$(dirname "$0")/common.sh"
 cd "$RBEE_REPO"
@@ -86,3 +88,23 @@ for n in 4 8; do
   report "$n streams (median of 5, alternating): worker $(printf %.1f "$wa") tokens/s, llama-server $(printf %.1f "$la") tokens/s"
   report "RATIO aggregate $n streams worker/llama-server: $(python3 -c "print(f'{$wa/$la:.3f}')") (target >= 1.0)"
 done
+
+# 3. Prompt reuse: 4 slots of 4096 tokens on both servers, llama-server with its default
+# cache_prompt; runs alternate, each with its own texts, medians of 3.
+ctx=4096
+run_worker 4; worker_url=$url; worker_pid=$server
+run_llama_server 4; server_url=$url; server_pid=$server
+for mode in turns shared; do
+  field=$([ "$mode" = turns ] && echo turn8_ttft_ms || echo median_ttft_ms)
+  ws=(); ls=()
+  for run in 1 2 3; do
+    w=$(python3 scripts/bench_prompt_reuse.py "$worker_url" rbee "$mode" "$run"); report "  worker: $w"
+    ws+=("$(echo "$w" | json "[\"$field\"]")")
+    l=$(python3 scripts/bench_prompt_reuse.py "$server_url" llama-server "$mode" "$run"); report "  llama-server: $l"
+    ls+=("$(echo "$l" | json "[\"$field\"]")")
+  done
+  wm=$(median3 "${ws[@]}"); lm=$(median3 "${ls[@]}")
+  report "prompt reuse $mode, $field (median of 3, alternating): worker $(printf %.1f "$wm") ms, llama-server $(printf %.1f "$lm") ms"
+  report "RATIO prompt reuse $mode time to first token worker/llama-server: $(python3 -c "print(f'{$wm/$lm:.3f}')") (target <= 1.0)"
+done
+server=$worker_pid; stop_server; server=$server_pid; stop_server

@@ -2,7 +2,8 @@
 """Load client for scripts/bench.sh. Runs N concurrent streaming generations of a fixed length
 against an rbee worker (/v1/inference) or llama-server (/completion) and prints one JSON line:
 aggregate tokens/s over the wall time, per-stream decode rate seen by the client, TTFT.
-The same client measures both servers, so its own overhead cancels out of the ratios."""
+The same client measures both servers, so its own overhead cancels out of the ratios. Neither
+server reuses a prompt here (cache_prompt false): every stream prefills its prompt in full."""
 import http.client
 import json
 import statistics
@@ -17,7 +18,7 @@ def stream_once(url, kind, prompt, max_tokens, results, index):
     connection = http.client.HTTPConnection(target.hostname, target.port, timeout=600)
     if kind == "rbee":
         path = "/v1/inference"
-        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True}
+        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "cache_prompt": False}
     else:
         path = "/completion"
         body = {"prompt": prompt, "n_predict": max_tokens, "temperature": 0, "ignore_eos": True,

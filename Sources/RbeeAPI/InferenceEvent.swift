@@ -17,14 +17,30 @@ public struct GenerationStats: Sendable, Equatable, Codable {
     /// Tokens after the first divided by `decodeMs`: the steady decode rate.
     public var tokensPerSec: Double
     public var stopReason: StopReason
+    /// Prompt tokens served from cells the slot already held (prompt reuse), not evaluated again.
+    public var cachedTokens: Int
 
-    public init(tokensOut: Int, promptTokens: Int, ttftMs: Double, decodeMs: Double, tokensPerSec: Double, stopReason: StopReason) {
+    public init(
+        tokensOut: Int, promptTokens: Int, ttftMs: Double, decodeMs: Double, tokensPerSec: Double, stopReason: StopReason, cachedTokens: Int = 0
+    ) {
         self.tokensOut = tokensOut
         self.promptTokens = promptTokens
         self.ttftMs = ttftMs
         self.decodeMs = decodeMs
         self.tokensPerSec = tokensPerSec
         self.stopReason = stopReason
+        self.cachedTokens = cachedTokens
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        tokensOut = try container.decode(Int.self, forKey: .tokensOut)
+        promptTokens = try container.decode(Int.self, forKey: .promptTokens)
+        ttftMs = try container.decode(Double.self, forKey: .ttftMs)
+        decodeMs = try container.decode(Double.self, forKey: .decodeMs)
+        tokensPerSec = try container.decode(Double.self, forKey: .tokensPerSec)
+        stopReason = try container.decode(StopReason.self, forKey: .stopReason)
+        cachedTokens = try container.decodeIfPresent(Int.self, forKey: .cachedTokens) ?? 0
     }
 
     enum CodingKeys: String, CodingKey {
@@ -34,6 +50,7 @@ public struct GenerationStats: Sendable, Equatable, Codable {
         case decodeMs = "decode_ms"
         case tokensPerSec = "tokens_per_sec"
         case stopReason = "stop_reason"
+        case cachedTokens = "cached_tokens"
     }
 }
 

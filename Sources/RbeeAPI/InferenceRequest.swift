@@ -45,11 +45,15 @@ public struct InferenceRequest: Sendable, Equatable {
     /// With `messages`: end the rendering with the opening of the assistant's turn (the default),
     /// or with the last message as it is.
     public var addGenerationPrompt: Bool
+    /// Start from the prefix a slot already holds (llama-server's `cache_prompt`, on by default).
+    /// Off: the prompt is prefilled from its first token, so a seeded request gives exactly the
+    /// text it gives on an idle worker.
+    public var cachePrompt: Bool
 
     public init(
         jobID: String? = nil, prompt: PromptInput, maxTokens: Int = InferenceRequest.defaultMaxTokens,
         sampling: SamplingParameters = SamplingParameters(), stop: [String] = [], stream: Bool = true, ignoreEOS: Bool = false,
-        chatTemplateKwargs: [String: JSONValue] = [:], addGenerationPrompt: Bool = true
+        chatTemplateKwargs: [String: JSONValue] = [:], addGenerationPrompt: Bool = true, cachePrompt: Bool = true
     ) {
         self.jobID = jobID
         self.prompt = prompt
@@ -60,6 +64,7 @@ public struct InferenceRequest: Sendable, Equatable {
         self.ignoreEOS = ignoreEOS
         self.chatTemplateKwargs = chatTemplateKwargs
         self.addGenerationPrompt = addGenerationPrompt
+        self.cachePrompt = cachePrompt
     }
 
     /// Validates a decoded JSON body, collecting every field error before failing.
@@ -101,6 +106,7 @@ public struct InferenceRequest: Sendable, Equatable {
         let stop = fields.stopSequences("stop")
         let stream = fields.bool("stream") ?? true
         let ignoreEOS = fields.bool("ignore_eos") ?? false
+        let cachePrompt = fields.bool("cache_prompt") ?? true
         let kwargs = fields.object("chat_template_kwargs")
         let addGenerationPrompt = fields.bool("add_generation_prompt")
         if promptText != nil {
@@ -111,7 +117,7 @@ public struct InferenceRequest: Sendable, Equatable {
         if !fields.errors.isEmpty { throw RbeeError.invalid(fields.errors) }
         self.init(
             jobID: jobID, prompt: prompt, maxTokens: maxTokens, sampling: sampling, stop: stop, stream: stream,
-            ignoreEOS: ignoreEOS, chatTemplateKwargs: kwargs ?? [:], addGenerationPrompt: addGenerationPrompt ?? true)
+            ignoreEOS: ignoreEOS, chatTemplateKwargs: kwargs ?? [:], addGenerationPrompt: addGenerationPrompt ?? true, cachePrompt: cachePrompt)
     }
 }
 
@@ -295,6 +301,7 @@ extension InferenceRequest {
         if let jobID { body["job_id"] = .string(jobID) }
         if let seed = sampling.seed { body["seed"] = .number(Double(seed)) }
         if !stop.isEmpty { body["stop"] = .array(stop.map { .string($0) }) }
+        if !cachePrompt { body["cache_prompt"] = .bool(false) }
         switch prompt {
         case .text(let text): body["prompt"] = .string(text)
         case .messages(let messages):

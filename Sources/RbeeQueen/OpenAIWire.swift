@@ -8,17 +8,21 @@ enum OpenAIWire {
     struct Usage: Encodable, Sendable, Equatable {
         var promptTokens: Int
         var completionTokens: Int
+        /// Prompt tokens the worker's slot already held (`prompt_tokens_details.cached_tokens`).
+        var cachedTokens: Int
         var totalTokens: Int { promptTokens + completionTokens }
 
         init(_ stats: GenerationStats) {
             promptTokens = stats.promptTokens
             completionTokens = stats.tokensOut
+            cachedTokens = stats.cachedTokens
         }
 
         enum CodingKeys: String, CodingKey {
             case promptTokens = "prompt_tokens"
             case completionTokens = "completion_tokens"
             case totalTokens = "total_tokens"
+            case promptTokensDetails = "prompt_tokens_details"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -26,6 +30,7 @@ enum OpenAIWire {
             try container.encode(promptTokens, forKey: .promptTokens)
             try container.encode(completionTokens, forKey: .completionTokens)
             try container.encode(totalTokens, forKey: .totalTokens)
+            try container.encode(["cached_tokens": cachedTokens], forKey: .promptTokensDetails)
         }
     }
 

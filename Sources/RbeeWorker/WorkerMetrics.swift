@@ -12,6 +12,8 @@ public final class WorkerMetrics: Sendable {
     private let rejected: Counter
     private let promptTokens: Counter
     private let generatedTokens: Counter
+    private let promptCacheHits: Counter
+    private let cachedTokens: Counter
     private let timeToFirstToken: DurationHistogram
     private let interTokenLatency: DurationHistogram
     private let queueDepth: Gauge
@@ -26,6 +28,8 @@ public final class WorkerMetrics: Sendable {
         rejected = registry.counter("requests_total", help: requests, labels: [("outcome", "rejected")])
         promptTokens = registry.counter("prompt_tokens_total", help: "Prompt tokens evaluated.")
         generatedTokens = registry.counter("generated_tokens_total", help: "Tokens generated.")
+        promptCacheHits = registry.counter("prompt_cache_hits_total", help: "Requests that started from a prefix their slot already held.")
+        cachedTokens = registry.counter("cached_tokens_total", help: "Prompt tokens served from a slot's cells instead of evaluated.")
         timeToFirstToken = registry.durationHistogram(
             "time_to_first_token_seconds", help: "From admission to the first generated token.", buckets: MetricRegistry.latencyBuckets)
         interTokenLatency = registry.durationHistogram(
@@ -44,7 +48,11 @@ public final class WorkerMetrics: Sendable {
         switch event {
         case .end(let stats):
             (stats.stopReason == .cancelled ? cancelled : completed).increment()
-            promptTokens.increment(by: Int64(stats.promptTokens))
+            promptTokens.increment(by: Int64(stats.promptTokens - stats.cachedTokens))
+            if stats.cachedTokens > 0 {
+                promptCacheHits.increment()
+                cachedTokens.increment(by: Int64(stats.cachedTokens))
+            }
             generatedTokens.increment(by: Int64(stats.tokensOut))
             if stats.tokensOut > 0 { timeToFirstToken.recordNanoseconds(Int64(stats.ttftMs * 1_000_000)) }
         case .error:

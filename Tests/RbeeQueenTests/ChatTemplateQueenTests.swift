@@ -28,6 +28,18 @@ import Testing
         let text = String(decoding: body, as: UTF8.self)
         #expect(response.status == .ok, "\(text) \(queen.tail())")
         #expect(text.contains(#""finish_reason":"stop""#) && text.contains("Paris"), "\(text)")
+        // The same conversation again: its prompt comes from the worker's slot, and usage says so.
+        let (_, repeated) = try await post(
+            queen.url + "/v1/chat/completions",
+            json: #"{"model":"\#(instructModelID)","messages":[{"role":"system","content":"You are a helpful assistant."},"#
+                + #"{"role":"user","content":"What is the capital of France?"}],"max_tokens":8,"temperature":0}"#)
+        struct Usage: Decodable {
+            struct Details: Decodable { var cached_tokens: Int }
+            struct Counts: Decodable { var prompt_tokens: Int; var prompt_tokens_details: Details }
+            var usage: Counts
+        }
+        let usage = try decode(Usage.self, repeated).usage
+        #expect(usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1, "\(String(decoding: repeated, as: UTF8.self))")
         // The hive's next heartbeat brings the ready worker's template.
         struct Workers: Decodable { var workers: [ClusterWorker] }
         try await waitUntil(.seconds(10)) { try await get(queen.url + "/v1/workers", as: Workers.self).workers.first?.chatTemplate != nil }

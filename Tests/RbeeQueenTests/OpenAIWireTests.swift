@@ -7,7 +7,7 @@ import Testing
 /// OpenAI's wire as the queen writes it, pinned byte for byte: what clients and their test
 /// suites parse.
 @Suite struct OpenAIWireTests {
-    let stats = GenerationStats(tokensOut: 5, promptTokens: 7, ttftMs: 10, decodeMs: 20, tokensPerSec: 50, stopReason: .maxTokens)
+    let stats = GenerationStats(tokensOut: 5, promptTokens: 7, ttftMs: 10, decodeMs: 20, tokensPerSec: 50, stopReason: .maxTokens, cachedTokens: 3)
 
     func stream(_ chat: Bool, _ events: [TaskEvent], includeUsage: Bool = true) async -> [String] {
         let (outputs, continuation) = AsyncStream.makeStream(of: TaskOutput.self)
@@ -29,7 +29,7 @@ import Testing
         #expect(lines.first == ": queued at position 2\n\n")
         #expect(lines.contains(frame(#"{"choices":[{"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk"}"#)))
         #expect(lines.contains(frame(#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":null,"index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk"}"#)))
-        #expect(lines.contains(frame(#"{"choices":[{"delta":{},"finish_reason":"length","index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk","usage":{"completion_tokens":5,"prompt_tokens":7,"total_tokens":12}}"#)))
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{},"finish_reason":"length","index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk","usage":{"completion_tokens":5,"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":3},"total_tokens":12}}"#)))
         #expect(lines.last == SSE.done)
     }
 
@@ -69,7 +69,7 @@ import Testing
         let body = String(decoding: OpenAIWire.json(
             OpenAIWire.Completion(id: "x", object: "chat.completion", created: 1, model: "gemma",
                 choices: [OpenAIWire.ChatChoice(message: .init(content: "Hello"), finishReason: "stop")], usage: OpenAIWire.Usage(stats))), as: UTF8.self)
-        #expect(body == #"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"Hello","role":"assistant"}}],"created":1,"id":"x","model":"gemma","object":"chat.completion","usage":{"completion_tokens":5,"prompt_tokens":7,"total_tokens":12}}"#)
+        #expect(body == #"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"Hello","role":"assistant"}}],"created":1,"id":"x","model":"gemma","object":"chat.completion","usage":{"completion_tokens":5,"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":3},"total_tokens":12}}"#)
         let invalid = OpenAIWire.ErrorBody(RbeeError.invalid([.init(field: "messages", message: "required")]))
         #expect(String(decoding: OpenAIWire.json(invalid), as: UTF8.self) == #"{"error":{"code":"invalid_request","message":"invalid request: messages: required","param":"messages","type":"invalid_request_error"}}"#)
         let missing = OpenAIWire.ErrorBody(RbeeError(.modelNotFound, "no such model"))

@@ -149,6 +149,8 @@ func runTask(
     return transcript
 }
 
+/// A greedy task; without prompt reuse, so the same task gives the same text on every worker and
+/// every time (a cache hit evaluates the prompt in other chunks).
 func taskJSON(_ model: String, prompt: String = "The capital of France is", maxTokens: Int = 8, extra: String = "") -> String {
-    "{\"model\":\"\(model)\",\"prompt\":\"\(prompt)\",\"max_tokens\":\(maxTokens),\"seed\":7,\"temperature\":0\(extra.isEmpty ? "" : "," + extra)}"
+    "{\"model\":\"\(model)\",\"prompt\":\"\(prompt)\",\"max_tokens\":\(maxTokens),\"seed\":7,\"temperature\":0,\"cache_prompt\":false\(extra.isEmpty ? "" : "," + extra)}"
 }

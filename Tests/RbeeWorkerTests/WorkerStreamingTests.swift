@@ -67,7 +67,7 @@ import Testing
         #expect(transcript.stats?.tokensOut == 5)
 
         // A stop sequence taken from the greedy output itself, so it is sure to occur.
-        let greedy = inferenceJSON("The capital of France is", maxTokens: 24, extra: #""temperature":0"#)
+        let greedy = inferenceJSON("The capital of France is", maxTokens: 24, extra: #""temperature":0,"cache_prompt":false"#)
         stream = try await EventStreamClient.open(worker.baseURL + "/v1/inference", json: greedy)
         let full = try await stream.collect().text
         let words = full.split(separator: " ")
@@ -77,7 +77,7 @@ import Testing
         let stopJSON = String(decoding: try JSONEncoder().encode([stop]), as: UTF8.self)
         stream = try await EventStreamClient.open(
             worker.baseURL + "/v1/inference",
-            json: inferenceJSON("The capital of France is", maxTokens: 24, extra: #""temperature":0,"stop":\#(stopJSON)"#))
+            json: inferenceJSON("The capital of France is", maxTokens: 24, extra: #""temperature":0,"cache_prompt":false,"stop":\#(stopJSON)"#))
         transcript = try await stream.collect()
         #expect(transcript.endsProperly)
         #expect(transcript.stats?.stopReason == .stopSequence)
@@ -127,7 +127,10 @@ import Testing
 
     @Test func aSeededRequestGivesTheSameTextAloneAndBesideOthers() async throws {
         let worker = try await SharedWorker.get()
-        let seeded = inferenceJSON("Write a short poem about bees:", maxTokens: 32, extra: #""temperature":0.9,"seed":1234,"ignore_eos":true"#)
+        // Without prompt reuse: the same text alone and under load is the guarantee of a request
+        // prefilled from its first token.
+        let seeded = inferenceJSON(
+            "Write a short poem about bees:", maxTokens: 32, extra: #""temperature":0.9,"seed":1234,"ignore_eos":true,"cache_prompt":false"#)
         var alone = try await EventStreamClient.open(worker.baseURL + "/v1/inference", json: seeded)
         let aloneText = try await alone.collect().text
         #expect(!aloneText.isEmpty)
