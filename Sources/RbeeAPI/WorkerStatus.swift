@@ -19,10 +19,13 @@ public struct WorkerHealth: Sendable, Equatable, Codable {
     public var pid: Int32
     /// The loaded model's chat template; nil before the model is loaded.
     public var chatTemplate: ChatTemplateInfo?
+    /// Slot states kept in host RAM for prompt reuse (`--cache-ram-mib`).
+    public var promptCache: PromptCacheInfo?
 
     public init(
         status: String = "ok", workerID: String, model: String, state: WorkerState, slotsTotal: Int, slotsBusy: Int,
-        queueDepth: Int, uptimeS: Double, memoryBytes: Int, pid: Int32, chatTemplate: ChatTemplateInfo? = nil
+        queueDepth: Int, uptimeS: Double, memoryBytes: Int, pid: Int32, chatTemplate: ChatTemplateInfo? = nil,
+        promptCache: PromptCacheInfo? = nil
     ) {
         self.status = status
         self.version = RbeeVersion.version
@@ -37,6 +40,7 @@ public struct WorkerHealth: Sendable, Equatable, Codable {
         self.memoryBytes = memoryBytes
         self.pid = pid
         self.chatTemplate = chatTemplate
+        self.promptCache = promptCache
     }
 
     enum CodingKeys: String, CodingKey {
@@ -49,6 +53,25 @@ public struct WorkerHealth: Sendable, Equatable, Codable {
         case uptimeS = "uptime_s"
         case memoryBytes = "memory_bytes"
         case chatTemplate = "chat_template"
+        case promptCache = "prompt_cache"
+    }
+}
+
+/// A worker's host-RAM cache of slot states: what it holds and its bound.
+public struct PromptCacheInfo: Sendable, Equatable, Codable {
+    public var bytes: Int
+    public var entries: Int
+    public var limitBytes: Int
+
+    public init(bytes: Int, entries: Int, limitBytes: Int) {
+        self.bytes = bytes
+        self.entries = entries
+        self.limitBytes = limitBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case bytes, entries
+        case limitBytes = "limit_bytes"
     }
 }
 

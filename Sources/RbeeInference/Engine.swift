@@ -38,6 +38,8 @@ public final class Engine: Sendable {
         var stopRequested = false
         /// Requests accepted since start: a changing count means the worker is in use.
         var jobsAccepted = 0
+        /// The host-RAM prompt cache as the engine thread last left it.
+        var promptCache = PromptCacheInfo(bytes: 0, entries: 0, limitBytes: 0)
     }
 
     public init(configuration: EngineConfiguration, logger: Logger = Logger(label: "rbee.engine")) {
@@ -264,6 +266,7 @@ public final class Engine: Sendable {
         public var queueDepth: Int
         public var jobsAccepted: Int
         public var error: RbeeError?
+        public var promptCache: PromptCacheInfo
     }
 
     public func snapshot() -> Snapshot {
@@ -281,7 +284,7 @@ public final class Engine: Sendable {
             }
             return Snapshot(
                 state: workerState, slotsTotal: configuration.parallel, slotsBusy: busy, queueDepth: state.pending.count,
-                jobsAccepted: state.jobsAccepted, error: error)
+                jobsAccepted: state.jobsAccepted, error: error, promptCache: state.promptCache)
         }
     }
 

@@ -23,6 +23,9 @@ public struct EngineConfiguration: Sendable {
     /// A Jinja chat template file that replaces the model's own (llama-server's
     /// `--chat-template-file`); one that does not parse fails the load.
     public var chatTemplateFile: String?
+    /// Host RAM for slot states saved before their cells are overwritten (llama-server's
+    /// `--cache-ram`); 0 turns it off.
+    public var cacheRAMBytes = 2048 << 20
     public var loadingTimeout: Duration = .seconds(600)
     /// Interval of the keep-alive ticks put into every queued and running job's stream; nil for none.
     public var keepAliveInterval: Duration? = .seconds(10)

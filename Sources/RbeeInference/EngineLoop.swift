@@ -21,6 +21,8 @@ final class EngineLoop {
     private var memory: SlotMemory
     /// The model's attention window (0: full attention everywhere).
     private var slidingWindow = 0
+    /// Slot states saved in host RAM before their cells were overwritten.
+    private var promptCache: PromptCache
     private var pieceBuffer = [CChar](repeating: 0, count: 64)
     private var lastPublishedLayers = -1
 
@@ -29,6 +31,8 @@ final class EngineLoop {
         self.configuration = engine.configuration
         self.slots = Array(repeating: nil, count: configuration.parallel)
         self.memory = SlotMemory(slots: configuration.parallel)
+        self.promptCache = PromptCache(limitBytes: configuration.cacheRAMBytes)
+        engine.shared.withLock { $0.promptCache = PromptCacheInfo(bytes: 0, entries: 0, limitBytes: promptCache.limitBytes) }
     }
 
     func run() {
@@ -205,13 +209,26 @@ final class EngineLoop {
         }
         let request = job.request
         let tokens = prepared.tokens
-        guard let pick = memory.pick(for: tokens, among: free) else {
+        guard var pick = memory.pick(for: tokens, among: free) else {
             engine.shared.withLock { _ = $0.active.removeValue(forKey: job.id) }
             job.fail(RbeeError(.internalError, "no free slot for an admitted job"))
             return
         }
         free.removeAll { $0 == pick.slot }
         let slot = pick.slot
+        if request.cachePrompt, let saved = promptCache.bestMatch(for: tokens) {
+            // A saved sliding-window state holds only the last window of its cells.
+            let held = promptCache.entries[saved.index].tokens.count
+            let fromRAM = SlotMemory.reusable(
+                sharedPrefix: saved.sharedPrefix, promptLength: tokens.count, slidingWindow: slidingWindow,
+                oldestPosition: slidingWindow > 0 ? max(0, held - slidingWindow) : 0)
+            let fromSlot = SlotMemory.reusable(
+                sharedPrefix: pick.sharedPrefix, promptLength: tokens.count, slidingWindow: slidingWindow,
+                oldestPosition: Int(llama_memory_seq_pos_min(llama_get_memory(context), Int32(slot))))
+            if fromRAM > fromSlot, Double(fromRAM) / Double(tokens.count) > SlotMemory.similarityThreshold {
+                pick.sharedPrefix = restore(saved.index, into: slot) ? saved.sharedPrefix : 0
+            }
+        }
         let cached = reuse(slot: slot, sharedPrefix: request.cachePrompt ? pick.sharedPrefix : 0, promptLength: tokens.count)
         var generation = Generation(
             job: job, prompt: tokens, admittedAt: now,
@@ -232,11 +249,57 @@ final class EngineLoop {
         let cells = llama_get_memory(context)
         let oldest = Int(llama_memory_seq_pos_min(cells, Int32(slot)))
         var keep = SlotMemory.reusable(sharedPrefix: sharedPrefix, promptLength: promptLength, slidingWindow: slidingWindow, oldestPosition: oldest)
+        // Most of what the slot holds is about to go: keep it in RAM for a prompt that comes back to it.
+        if memory.tokens(of: slot).count > 2 * keep { save(slot: slot) }
         // A model whose cells cannot be cut back part-way (recurrent state) starts over.
         if keep > 0, !llama_memory_seq_rm(cells, Int32(slot), Int32(keep), -1) { keep = 0 }
         if keep == 0 { _ = llama_memory_seq_rm(cells, Int32(slot), -1, -1) }
         memory.hold(Array(memory.tokens(of: slot).prefix(keep)), in: slot)
         return keep
+    }
+
+    // MARK: Host-RAM prompt cache
+
+    /// Saves the slot's state (its cells and the tokens they hold) into the RAM cache.
+    private func save(slot: Int) {
+        let tokens = memory.tokens(of: slot)
+        guard promptCache.isEnabled, tokens.count >= Self.smallestSavedPrompt, !promptCache.covers(tokens) else { return }
+        let size = llama_state_seq_get_size_ext(context, Int32(slot), 0)
+        guard size > 0, size <= promptCache.limitBytes else { return }
+        var state = [UInt8](repeating: 0, count: size)
+        let written = state.withUnsafeMutableBufferPointer { llama_state_seq_get_data_ext(context, $0.baseAddress, size, Int32(slot), 0) }
+        guard written == size else { return }
+        promptCache.save(tokens: tokens, state: state)
+        publishPromptCache()
+        logger.debug("slot state saved to RAM", metadata: ["slot": "\(slot)", "tokens": "\(tokens.count)", "bytes": "\(size)"])
+    }
+
+    /// Replaces the slot's cells with a saved state (saving what the slot held first). False
+    /// when llama.cpp refuses the state: the slot is then empty.
+    private func restore(_ index: Int, into slot: Int) -> Bool {
+        let entry = promptCache.take(index)
+        save(slot: slot)
+        publishPromptCache()
+        let cells = llama_get_memory(context)
+        _ = llama_memory_seq_rm(cells, Int32(slot), -1, -1)
+        let read = entry.state.withUnsafeBufferPointer { llama_state_seq_set_data_ext(context, $0.baseAddress, $0.count, Int32(slot), 0) }
+        guard read == entry.state.count else {
+            _ = llama_memory_seq_rm(cells, Int32(slot), -1, -1)
+            memory.forget(slot)
+            logger.warning("a saved slot state could not be restored", metadata: ["slot": "\(slot)", "tokens": "\(entry.tokens.count)"])
+            return false
+        }
+        memory.hold(entry.tokens, in: slot)
+        logger.debug("slot state restored from RAM", metadata: ["slot": "\(slot)", "tokens": "\(entry.tokens.count)"])
+        return true
+    }
+
+    /// Prompts shorter than this are quicker to prefill again than to save and restore.
+    static let smallestSavedPrompt = 32
+
+    private func publishPromptCache() {
+        let info = PromptCacheInfo(bytes: promptCache.bytes, entries: promptCache.entries.count, limitBytes: promptCache.limitBytes)
+        engine.shared.withLock { $0.promptCache = info }
     }
 
     /// One scheduling step: a single `llama_decode` with the next token of every generating slot

@@ -19,6 +19,7 @@ public final class WorkerMetrics: Sendable {
     private let queueDepth: Gauge
     private let slotsBusy: Gauge
     private let slotsTotal: Gauge
+    private let cacheRAMBytes: Gauge
 
     public init() {
         let requests = "Requests by how they ended: completed, cancelled, error, or rejected (queue full)."
@@ -37,6 +38,7 @@ public final class WorkerMetrics: Sendable {
         queueDepth = registry.gauge("queue_depth", help: "Requests waiting for a slot.")
         slotsBusy = registry.gauge("slots_busy", help: "Slots generating now.")
         slotsTotal = registry.gauge("slots_total", help: "Slots of this worker (--parallel).")
+        cacheRAMBytes = registry.gauge("cache_ram_bytes", help: "Host RAM held by slot states kept for prompt reuse.")
     }
 
     func recordRejected() { rejected.increment() }
@@ -68,6 +70,7 @@ public final class WorkerMetrics: Sendable {
         queueDepth.set(Int64(snapshot.queueDepth))
         slotsBusy.set(Int64(snapshot.slotsBusy))
         slotsTotal.set(Int64(snapshot.slotsTotal))
+        cacheRAMBytes.set(Int64(snapshot.promptCache.bytes))
         return registry.render()
     }
 }

@@ -38,7 +38,7 @@ struct WorkerRoutes: Sendable {
                 status: snapshot.state == .error ? "error" : "ok", workerID: configuration.workerID, model: configuration.engine.modelName,
                 state: snapshot.state, slotsTotal: snapshot.slotsTotal, slotsBusy: snapshot.slotsBusy, queueDepth: snapshot.queueDepth,
                 uptimeS: (ContinuousClock.now - startedAt).milliseconds / 1000, memoryBytes: ProcessMemory.residentBytes(),
-                pid: getpid(), chatTemplate: engine.model?.chatTemplate))
+                pid: getpid(), chatTemplate: engine.model?.chatTemplate, promptCache: snapshot.promptCache))
     }
 
     /// llama-server's `/apply-template`: the prompt a chat request's `messages` become, without

@@ -35,6 +35,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Flag(help: "Repack weights for llama.cpp's CPU gemm kernels: faster prompts, but seeded output then varies with load.")
     var repack = false
     @Option(name: .customLong("chat-template-file"), help: "A Jinja chat template that replaces the model's own.") var chatTemplateFile: String?
+    @Option(name: .customLong("cache-ram-mib"), help: "Host RAM for slot states kept for prompt reuse (0: off).") var cacheRAMMiB: Int = 2048
     @Option(name: .customLong("worker-id"), help: "This worker's id (default: generated).") var workerID: String?
     @Option(name: .customLong("hive-url"), help: "Hive to report readiness and heartbeats to.") var hiveURL: String?
     @Option(name: .customLong("advertise-url"), help: "URL the hive should give out for this worker.") var advertiseURL: String?
@@ -60,6 +61,7 @@ struct WorkerCommand: AsyncParsableCommand {
         engine.maxQueue = settings.integer(maxQueue, option: "--max-queue", variable: nil, range: 0...1_000_000) ?? maxQueue
         engine.gpuLayers = settings.integer(gpuLayers, option: "--gpu-layers", variable: nil, range: 0...100_000) ?? gpuLayers
         engine.repackWeights = repack
+        engine.cacheRAMBytes = (settings.integer(cacheRAMMiB, option: "--cache-ram-mib", variable: nil, range: 0...1_048_576) ?? cacheRAMMiB) << 20
         engine.chatTemplateFile = chatTemplateFile.map { ($0 as NSString).expandingTildeInPath }
         if let threads = settings.integer(threads, option: "--threads", variable: nil, range: 1...1024) { engine.threads = threads }
         if let value = settings.seconds(loadingTimeoutSecs, option: "--loading-timeout-secs", variable: "RBEE_WORKER_LOADING_TIMEOUT_SECS") {

@@ -108,6 +108,46 @@ import Testing
         try await worker.task.value
     }
 
+    /// One slot: conversation A, then an unrelated B, then A's next turn. B overwrote A's cells,
+    /// but A's state was saved in RAM first and is restored for its next turn; with the RAM cache
+    /// off, A's next turn is prefilled in full.
+    @Test(arguments: [2048, 0])
+    func aConversationComesBackFromRAMAfterAnotherTookItsSlot(cacheRAMMiB: Int) async throws {
+        let worker = try await RunningWorker.start(model: instructModelPath) { configuration in
+            configuration.engine.parallel = 1
+            configuration.engine.contextSize = 4096
+            configuration.engine.cacheRAMBytes = cacheRAMMiB << 20
+        }
+        await worker.waitLoaded()
+        let systemA = ChatMessage(role: "system", content: "Conversation A. " + Self.paragraph(40))
+        var conversationA = [systemA, ChatMessage(role: "user", content: Self.paragraph(41) + " What do you make of this?")]
+        let turnA = try await Self.chat(worker, conversationA)
+        conversationA.append(ChatMessage(role: "assistant", content: turnA.text))
+        // B shares nothing with A beyond the template's first tokens.
+        let conversationB = [ChatMessage(role: "system", content: "Conversation B. " + Self.paragraph(50)), ChatMessage(role: "user", content: "Hello?")]
+        _ = try await Self.chat(worker, conversationB)
+        conversationA.append(ChatMessage(role: "user", content: "And then?"))
+        let nextA = try await Self.chat(worker, conversationA)
+        if cacheRAMMiB > 0 {
+            #expect(nextA.stats.cachedTokens >= turnA.stats.promptTokens, "A's next turn: \(nextA.stats.cachedTokens) cached, A's last prompt \(turnA.stats.promptTokens)")
+            // The restored cells serve as well as a full prefill (SmolLM2 agreed on every greedy
+            // comparison measured, below).
+            let full = try await Self.chat(worker, conversationA, extra: #","cache_prompt":false"#)
+            #expect(nextA.text == full.text)
+            // B's state was saved when A came back, A's when the full prefill took the slot.
+            let cache = try #require(try decode(WorkerHealth.self, try await get(worker.baseURL + "/health").1).promptCache)
+            #expect(cache.entries >= 2 && cache.bytes > 0 && cache.limitBytes == 2048 << 20, "\(cache)")
+            let metrics = String(decoding: try await get(worker.baseURL + "/metrics").1, as: UTF8.self)
+            #expect(metrics.contains("rbee_worker_cache_ram_bytes \(cache.bytes)"), "\(metrics)")
+        } else {
+            #expect(nextA.stats.cachedTokens < 16, "\(nextA.stats)")
+            let health = try decode(WorkerHealth.self, try await get(worker.baseURL + "/health").1)
+            #expect(health.promptCache == PromptCacheInfo(bytes: 0, entries: 0, limitBytes: 0))
+        }
+        worker.service.shutdownSwitch.request()
+        try await worker.task.value
+    }
+
     /// Greedy output served from the cache, on 20 prompts of varied lengths (up to ~1,100 tokens):
     /// a continuation whose cells were computed exactly as a longer generation computed them
     /// gives exactly that generation's text; a prompt served right after one that shares its
@@ -160,6 +200,8 @@ import Testing
             }
         }
         print("prompt reuse, \(name): greedy output from the cache agreed with a full prefill \(agreed) of 40 times; exact continuations \(exact) of \(continued)")
+        // Measured on the project's machine: the instruct model 40 of 40, Gemma 3 26 to 33 of 40
+        // (which cells a prompt reuses depends on what came before it).
         #expect(agreed >= minimumAgreement, "\(name): \(agreed) of 40 agree; differing: \(differing)")
         worker.service.shutdownSwitch.request()
         try await worker.task.value
