@@ -303,11 +303,11 @@ final class EngineLoop {
     }
 
     /// One scheduling step: a single `llama_decode` with the next token of every generating slot
-    /// (continuous batching), then one prompt chunk for each slot still prefilling, each in its
-    /// own call. A decode step's logits do not depend on what it is batched with, but a prompt's
-    /// do depend on how it is cut into micro-batches; prefilling each prompt alone, in chunks
-    /// fixed by its own length, keeps seeded output identical alone and under load. A long prompt
-    /// holds the generating slots back by at most one chunk per token.
+    /// (continuous batching), then prompt chunks for the slots still prefilling. A decode step's
+    /// logits do not depend on what it is batched with, but a prompt's do depend on how it is cut
+    /// into micro-batches; a `cache_prompt: false` prompt is prefilled alone, in chunks fixed by
+    /// its own length, which keeps its seeded output identical alone and under load. A long
+    /// prompt holds the generating slots back by at most one chunk per token.
     private func decodeStep() {
         var generating: [Int] = []
         batch.n_tokens = 0
@@ -324,22 +324,42 @@ final class EngineLoop {
             sampleAll(generating)
         }
 
+        // Prompts that may reuse cells (`cache_prompt`) are prefilled together, one call of up to
+        // a batch for all of them, as llama-server does: their logits already depend on what
+        // their slot held. The others, each alone, in chunks fixed by the prompt alone.
+        batch.n_tokens = 0
+        var together: [Int] = []
+        for index in slots.indices where Int(batch.n_tokens) < configuration.batchSize {
+            guard let generation = slots[index], !generation.isGenerating, generation.job.request.cachePrompt else { continue }
+            addPromptChunk(slot: index, limit: configuration.batchSize - Int(batch.n_tokens))
+            together.append(index)
+        }
+        if !together.isEmpty, decode(slots: together) {
+            sampleAll(together)
+        }
         for index in slots.indices {
-            guard var generation = slots[index], !generation.isGenerating else { continue }
+            guard let generation = slots[index], !generation.isGenerating, !generation.job.request.cachePrompt else { continue }
             batch.n_tokens = 0
-            let take = min(generation.prompt.count - generation.prefilled, configuration.batchSize)
-            for offset in 0..<take {
-                let last = generation.prefilled + offset == generation.prompt.count - 1
-                add(generation.prompt[generation.prefilled + offset], position: generation.position, sequence: Int32(index), logits: last)
-                generation.position += 1
-            }
-            generation.prefilled += take
-            generation.batchIndex = generation.isGenerating ? batch.n_tokens - 1 : -1
-            slots[index] = generation
-            if decode(slots: [index]), generation.isGenerating {
+            addPromptChunk(slot: index, limit: configuration.batchSize)
+            if decode(slots: [index]), slots[index]?.isGenerating == true {
                 sampleAll([index])
             }
         }
+    }
+
+    /// Adds the slot's next prompt tokens (at most `limit`) to the batch; logits for the last
+    /// prompt token, whose position in the batch `sampleAll` reads.
+    private func addPromptChunk(slot index: Int, limit: Int) {
+        guard var generation = slots[index] else { return }
+        let take = min(generation.prompt.count - generation.prefilled, limit)
+        for offset in 0..<take {
+            let last = generation.prefilled + offset == generation.prompt.count - 1
+            add(generation.prompt[generation.prefilled + offset], position: generation.position, sequence: Int32(index), logits: last)
+            generation.position += 1
+        }
+        generation.prefilled += take
+        generation.batchIndex = generation.isGenerating ? batch.n_tokens - 1 : -1
+        slots[index] = generation
     }
 
     private func add(_ token: Int32, position: Int32, sequence: Int32, logits: Bool) {
