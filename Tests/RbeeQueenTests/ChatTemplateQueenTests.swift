@@ -9,17 +9,8 @@ import Testing
 /// the hive's first heartbeat after the worker is ready).
 @Suite(.serialized) struct ChatTemplateQueenTests {
     @Test func aChatThroughTheQueenUsesTheModelsOwnTemplateAndEndsByItsEndOfTurn() async throws {
-        let home = try temporaryHome()
-        let port = freePort()
-        let queen = try Daemon(
-            binary(named: "queen-rbee"),
-            [
-                "--port", "\(port)", "--home", home, "--local-hive-port", "0", "--hive-heartbeat-secs", "1",
-                "--model-dir", (instructModelPath as NSString).deletingLastPathComponent,
-            ],
-            url: "http://127.0.0.1:\(port)", log: home + "/queen.log")
+        let queen = try await Self.startQueen(home: try temporaryHome())
         defer { Task { await queen.stop() } }
-        try await queen.waitHealthy()
         let (response, body) = try await post(
             queen.url + "/v1/chat/completions",
             json: #"{"model":"file:\#(instructModelPath)","messages":[{"role":"system","content":"You are a helpful assistant."},"#
