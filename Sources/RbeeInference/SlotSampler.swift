@@ -34,13 +34,20 @@ final class SlotSampler {
             return
         }
         let topK = parameters.topK > 0 && parameters.topK < Int(vocabularySize) ? parameters.topK : 0
-        if topK > 0 && penalised { llama_sampler_chain_add(chain, llama_sampler_init_top_k(Int32(topK))) }
+        // The one-pass selection inserts into a sorted array: fast for the usual k (40), but
+        // O(vocabulary × k) for a large one (k = 19,455 took seconds a token); llama.cpp's top-k
+        // takes those.
+        let ownTopK = !penalised && topK > 0 && topK <= Self.largestOwnTopK
+        if topK > 0 && !ownTopK { llama_sampler_chain_add(chain, llama_sampler_init_top_k(Int32(topK))) }
         if parameters.topP < 1.0 { llama_sampler_chain_add(chain, llama_sampler_init_top_p(Float(parameters.topP), 1)) }
         if parameters.minP > 0 { llama_sampler_chain_add(chain, llama_sampler_init_min_p(Float(parameters.minP), 1)) }
         llama_sampler_chain_add(chain, llama_sampler_init_temp(Float(parameters.temperature)))
         llama_sampler_chain_add(chain, llama_sampler_init_dist(parameters.seed ?? UInt32.random(in: 0..<UInt32.max)))
-        mode = !penalised && topK > 0 ? .topK(topK) : .fullChain
+        mode = ownTopK ? .topK(topK) : .fullChain
     }
+
+    /// Top-k cuts up to this size are done here; larger ones by llama.cpp.
+    static let largestOwnTopK = 256
 
     deinit { llama_sampler_free(chain) }
 

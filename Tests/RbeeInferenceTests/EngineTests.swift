@@ -57,6 +57,22 @@ func generate(_ request: InferenceRequest, on engine: Engine) async throws -> (t
         #expect(stats.tokensOut == 24)
     }
 
+    /// A large top-k (found by the API fuzzer: 19,455) samples at the usual speed; the engine's
+    /// own one-pass cut took seconds a token for it, stalling every slot.
+    @Test func aLargeTopKSamplesAtTheUsualSpeed() async throws {
+        let engine = await SharedEngine.get()
+        var sampling = SamplingParameters()
+        sampling.temperature = 1
+        sampling.topK = 20000
+        sampling.minP = 0
+        sampling.seed = 1
+        let started = ContinuousClock.now
+        let (tokens, terminal) = try await generate(
+            InferenceRequest(prompt: .text("Once upon a time"), maxTokens: 8, sampling: sampling, ignoreEOS: true), on: engine)
+        #expect(tokens.count >= 1 && terminal.map { if case .end = $0 { true } else { false } } == true)
+        #expect(ContinuousClock.now - started < .seconds(10), "8 tokens took \(ContinuousClock.now - started)")
+    }
+
     @Test func aStopSequenceSpanningTwoTokensIsMatchedAndNeverEmitted() async throws {
         let engine = await SharedEngine.get()
         var sampling = SamplingParameters()
