@@ -58,12 +58,15 @@ let package = Package(
                 .linkedLibrary("ggml-base"), .linkedLibrary("stdc++"), .linkedLibrary("m"),
             ]
         ),
-        // llama.cpp's common library (Jinja chat templates and their fixes) behind a plain C API
-        // with JSON strings across it; one C++ file that catches every exception.
+        // llama.cpp's common library (Jinja chat templates and their fixes, JSON schema to grammar)
+        // and its grammar parser behind a plain C API with JSON strings across it; one C++ file
+        // that catches every exception.
         .target(
             name: "CRbeeChat",
             dependencies: ["CLlama"],
-            cxxSettings: [.unsafeFlags(["-I" + llamaPrefix + "/include", "-I" + llamaPrefix + "/include/common"])]
+            cxxSettings: [
+                .unsafeFlags(["-I" + llamaPrefix + "/include", "-I" + llamaPrefix + "/include/common", "-I" + llamaPrefix + "/include/internal"])
+            ]
         ),
         // Small libc wrappers Swift cannot call directly (variadic prctl).
         .target(name: "CRbeeSystem"),

@@ -19,7 +19,8 @@ ${RBEE_LLAMA_CMAKE_FLAGS:-}"
 
 prefix=$RBEE_LLAMA_DIR/install
 stamp=$prefix/.rbee-build-flags
-if [ -f "$prefix/lib/libllama.a" ] && [ -f "$prefix/lib/libllama-common.a" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ] \
+if [ -f "$prefix/lib/libllama.a" ] && [ -f "$prefix/lib/libllama-common.a" ] && [ -f "$prefix/include/internal/llama-grammar.h" ] \
+  && [ "$(cat "$stamp" 2>/dev/null)" = "$flags" ] \
   && { [ $want_tools -eq 0 ] || [ -x "$prefix/bin/llama-bench" ]; }; then
   exit 0
 fi
@@ -60,6 +61,9 @@ cp "$src"/include/llama.h "$src"/include/llama-cpp.h "$src"/ggml/include/*.h "$p
 mkdir -p "$prefix/include/common/jinja"
 cp "$src"/common/*.h "$prefix/include/common/"
 cp "$src"/common/jinja/*.h "$prefix/include/common/jinja/"
+# The grammar parser's own header (not public API), for CRbeeChat's grammar check with positions.
+mkdir -p "$prefix/include/internal"
+cp "$src"/src/llama-grammar.h "$prefix/include/internal/"
 if [ $want_tools -eq 1 ]; then cp "$build/bin/llama-bench" "$build/bin/llama-server" "$prefix/bin/"; fi
 echo "$flags" > "$stamp"
 log "llama.cpp installed in $prefix"

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Acceptance 1 of the queen: the official `openai` Python client (pinned, from PyPI) streams and
 # non-streams through a real queen, which starts its own local hive and worker on the instruct
-# model. Afterwards no queen, hive or worker may be left. Usage: openai-check.sh [BIN_DIR]
+# model, and structured output comes back valid against its schema (Python's jsonschema).
+# Afterwards no queen, hive or worker may be left. Usage: openai-check.sh [BIN_DIR]
 . "$(dirname "$0")/common.sh"
 cd "$RBEE_REPO"
 bin=${1:-$(swift build --show-bin-path)}
 if ! python3 -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_PYTHON_VERSION')" 2>/dev/null; then
   log "installing openai==$OPENAI_PYTHON_VERSION"
   python3 -m pip install -q "openai==$OPENAI_PYTHON_VERSION"
+fi
+if ! python3 -c "import jsonschema, sys; from importlib.metadata import version; sys.exit(version('jsonschema') != '$JSONSCHEMA_VERSION')" 2>/dev/null; then
+  log "installing jsonschema==$JSONSCHEMA_VERSION"
+  python3 -m pip install -q "jsonschema==$JSONSCHEMA_VERSION"
 fi
 home=$(mktemp -d /tmp/rbee-openai-check.XXXXXX)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

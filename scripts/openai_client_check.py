@@ -44,4 +44,57 @@ try:
 except openai.NotFoundError as error:
     assert error.code == "model_not_found", error.code
     print("unknown model: 404 model_not_found")
+
+# Structured output: a strict JSON schema on five prompts, whole and streamed; every answer must
+# parse and validate (jsonschema, from PyPI), and say how it ended.
+import json
+
+import jsonschema
+
+person = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 40}, "age": {"type": "integer", "minimum": 18, "maximum": 99}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+response_format = {"type": "json_schema", "json_schema": {"name": "person", "schema": person, "strict": True}}
+questions = ["Invent a character for a novel.", "Describe the oldest person in your village.", "Who won the chess tournament?",
+             "Tell me about a famous sailor.", "Introduce a new colleague."]
+for question in questions:
+    messages = [{"role": "user", "content": question}]
+    whole = client.chat.completions.create(model=model_id, messages=messages, max_tokens=96, temperature=0, response_format=response_format)
+    answer = whole.choices[0].message.content
+    assert whole.choices[0].finish_reason == "stop", (question, whole.choices[0].finish_reason, answer)
+    jsonschema.validate(json.loads(answer), person)
+    chunks = list(client.chat.completions.create(
+        model=model_id, messages=messages, max_tokens=96, temperature=0.7, seed=5, response_format=response_format, stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == ["stop"], (question, finish, streamed)
+    jsonschema.validate(json.loads(streamed), person)
+    print(f"json_schema: {answer} / streamed {streamed}")
+
+# json_object, and a GBNF grammar (llama-server's extension field) through extra_body.
+reply = client.chat.completions.create(
+    model=model_id, messages=[{"role": "user", "content": "Describe Paris in JSON."}], max_tokens=200, temperature=0,
+    response_format={"type": "json_object"})
+if reply.choices[0].finish_reason == "stop":
+    assert isinstance(json.loads(reply.choices[0].message.content), dict), reply.choices[0].message.content
+print(f"json_object: finish_reason={reply.choices[0].finish_reason}")
+reply = client.chat.completions.create(
+    model=model_id, messages=[{"role": "user", "content": "Is the sky blue? Answer yes or no."}], max_tokens=5, temperature=0,
+    extra_body={"grammar": 'root ::= "yes" | "no"'})
+assert reply.choices[0].message.content in ("yes", "no"), reply.choices[0].message.content
+print(f"grammar: {reply.choices[0].message.content}")
+
+# A schema that cannot be enforced is a 400 naming the problem.
+for bad in [{"type": "object", "properties": 5}, {"type": "integer", "multipleOf": 3}]:
+    try:
+        client.chat.completions.create(
+            model=model_id, messages=[{"role": "user", "content": "x"}], max_tokens=5,
+            response_format={"type": "json_schema", "json_schema": {"name": "bad", "schema": bad}})
+        raise AssertionError(f"schema {bad} must be refused")
+    except openai.BadRequestError as error:
+        assert error.code == "invalid_request", error.code
+        print(f"bad schema: 400 {error.message}")
 print("openai client check passed")

@@ -49,11 +49,14 @@ public struct InferenceRequest: Sendable, Equatable {
     /// Off: the prompt is prefilled from its first token, so a seeded request gives exactly the
     /// text it gives on an idle worker.
     public var cachePrompt: Bool
+    /// What the output must follow (`response_format`, `json_schema` or `grammar`), if anything.
+    public var constraint: OutputConstraint?
 
     public init(
         jobID: String? = nil, prompt: PromptInput, maxTokens: Int = InferenceRequest.defaultMaxTokens,
         sampling: SamplingParameters = SamplingParameters(), stop: [String] = [], stream: Bool = true, ignoreEOS: Bool = false,
-        chatTemplateKwargs: [String: JSONValue] = [:], addGenerationPrompt: Bool = true, cachePrompt: Bool = true
+        chatTemplateKwargs: [String: JSONValue] = [:], addGenerationPrompt: Bool = true, cachePrompt: Bool = true,
+        constraint: OutputConstraint? = nil
     ) {
         self.jobID = jobID
         self.prompt = prompt
@@ -65,6 +68,7 @@ public struct InferenceRequest: Sendable, Equatable {
         self.chatTemplateKwargs = chatTemplateKwargs
         self.addGenerationPrompt = addGenerationPrompt
         self.cachePrompt = cachePrompt
+        self.constraint = constraint
     }
 
     /// Validates a decoded JSON body, collecting every field error before failing.
@@ -109,6 +113,10 @@ public struct InferenceRequest: Sendable, Equatable {
         let cachePrompt = fields.bool("cache_prompt") ?? true
         let kwargs = fields.object("chat_template_kwargs")
         let addGenerationPrompt = fields.bool("add_generation_prompt")
+        let constraint = fields.outputConstraint()
+        if let constraint, ignoreEOS {
+            fields.fail("ignore_eos", "cannot be combined with \(constraint.wire.field): the output ends where the grammar completes")
+        }
         if promptText != nil {
             if kwargs != nil { fields.fail("chat_template_kwargs", "only with messages (a prompt is not rendered with a template)") }
             if addGenerationPrompt != nil { fields.fail("add_generation_prompt", "only with messages (a prompt is not rendered with a template)") }
@@ -117,7 +125,8 @@ public struct InferenceRequest: Sendable, Equatable {
         if !fields.errors.isEmpty { throw RbeeError.invalid(fields.errors) }
         self.init(
             jobID: jobID, prompt: prompt, maxTokens: maxTokens, sampling: sampling, stop: stop, stream: stream,
-            ignoreEOS: ignoreEOS, chatTemplateKwargs: kwargs ?? [:], addGenerationPrompt: addGenerationPrompt ?? true, cachePrompt: cachePrompt)
+            ignoreEOS: ignoreEOS, chatTemplateKwargs: kwargs ?? [:], addGenerationPrompt: addGenerationPrompt ?? true, cachePrompt: cachePrompt,
+            constraint: constraint)
     }
 }
 
@@ -302,6 +311,7 @@ extension InferenceRequest {
         if let seed = sampling.seed { body["seed"] = .number(Double(seed)) }
         if !stop.isEmpty { body["stop"] = .array(stop.map { .string($0) }) }
         if !cachePrompt { body["cache_prompt"] = .bool(false) }
+        if let constraint { body[constraint.wire.field] = constraint.wire.value }
         switch prompt {
         case .text(let text): body["prompt"] = .string(text)
         case .messages(let messages):

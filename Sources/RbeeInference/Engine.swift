@@ -177,7 +177,7 @@ public final class Engine: Sendable {
     }
 
     /// Renders and tokenizes a prompt, checking it fits a slot's context; the template's own stop
-    /// strings join the request's.
+    /// strings join the request's; an output constraint becomes a checked grammar.
     func prepare(_ request: InferenceRequest, model: LlamaModel) throws(RbeeError) -> PreparedPrompt {
         let rendering = try Self.render(request, model: model)
         let tokens = model.tokenize(rendering.prompt, addSpecial: true)
@@ -188,7 +188,8 @@ public final class Engine: Sendable {
                 details: ["prompt_tokens": .number(Double(tokens.count)), "context_size": .number(Double(limit))])
         }
         let extra = rendering.additionalStops.filter { !$0.isEmpty && !request.stop.contains($0) }
-        return PreparedPrompt(tokens: tokens, stops: request.stop + extra)
+        let grammar = try request.constraint.map { constraint throws(RbeeError) in try OutputGrammar(constraint, model: model) }
+        return PreparedPrompt(tokens: tokens, stops: request.stop + extra, grammar: grammar)
     }
 
     /// Cancels a queued or running job; unknown or finished ids are ignored (idempotent).

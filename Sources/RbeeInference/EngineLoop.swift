@@ -232,7 +232,8 @@ final class EngineLoop {
         let cached = reuse(slot: slot, sharedPrefix: request.cachePrompt ? pick.sharedPrefix : 0, promptLength: tokens.count)
         var generation = Generation(
             job: job, prompt: tokens, admittedAt: now,
-            sampler: SlotSampler(request.sampling, vocabularySize: model.vocabularySize),
+            sampler: SlotSampler(
+                request.sampling, vocabularySize: model.vocabularySize, grammar: prepared.grammar.flatMap { $0.makeSampler(model: model) }),
             stopMatcher: StopSequenceMatcher(prepared.stops),
             maxTokens: min(request.maxTokens, configuration.contextSize - tokens.count))
         generation.cached = cached
@@ -388,7 +389,14 @@ final class EngineLoop {
         let now = ContinuousClock.now
         for index in indices {
             guard let generation = slots[index], generation.batchIndex >= 0 else { continue }
-            let token = generation.sampler.sample(context: context, index: generation.batchIndex)
+            guard let token = generation.sampler.sample(context: context, index: generation.batchIndex) else {
+                fail(
+                    slot: index,
+                    RbeeError.invalid([
+                        .init(field: "grammar", message: "admits no token of this model's vocabulary after \(generation.generated) generated tokens")
+                    ]))
+                continue
+            }
             handle(token: token, slot: index, now: now)
         }
     }

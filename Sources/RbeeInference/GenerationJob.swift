@@ -5,6 +5,8 @@ import RbeeAPI
 struct PreparedPrompt: Sendable {
     var tokens: [Int32]
     var stops: [String]
+    /// The grammar the output must follow, checked.
+    var grammar: OutputGrammar?
 }
 
 /// A request accepted by the engine, and the stream its events go to.

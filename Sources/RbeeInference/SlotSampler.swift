@@ -9,6 +9,10 @@ import RbeeAPI
 /// comes first, so it is done here in one pass over the logits and only those k candidates go
 /// through the rest of llama.cpp's chain; greedy is a plain argmax. Same request, same path, so
 /// seeded output stays reproducible.
+///
+/// With a grammar (structured output) the token is sampled as usual and only that token is checked
+/// against the grammar; the grammar is applied to the whole vocabulary only when it rejects it, as
+/// llama.cpp's common sampler does: most tokens pass, so constrained decoding stays cheap.
 final class SlotSampler {
     private enum Mode {
         case greedy
@@ -17,12 +21,16 @@ final class SlotSampler {
     }
 
     private let chain: UnsafeMutablePointer<llama_sampler>
+    /// The job's own grammar state, owned and freed here.
+    private let grammar: UnsafeMutablePointer<llama_sampler>?
     private let mode: Mode
     private let vocabularySize: Int
     private var candidates: [llama_token_data] = []
 
-    init(_ parameters: SamplingParameters, vocabularySize: Int32) {
+    /// `grammar`, when given, is owned by the sampler from now on.
+    init(_ parameters: SamplingParameters, vocabularySize: Int32, grammar: UnsafeMutablePointer<llama_sampler>? = nil) {
         self.vocabularySize = Int(vocabularySize)
+        self.grammar = grammar
         chain = llama_sampler_chain_init(llama_sampler_chain_default_params())
         let penalised = parameters.repetitionPenalty != 1.0
         if penalised {
@@ -49,10 +57,113 @@ final class SlotSampler {
     /// Top-k cuts up to this size are done here; larger ones by llama.cpp.
     static let largestOwnTopK = 256
 
-    deinit { llama_sampler_free(chain) }
+    deinit {
+        llama_sampler_free(chain)
+        if let grammar { llama_sampler_free(grammar) }
+    }
 
-    /// Samples the next token from the logits at `index` of the last batch.
-    func sample(context: OpaquePointer, index: Int32) -> Int32 {
+    /// Samples the next token from the logits at `index` of the last batch; nil when the grammar
+    /// admits no token of the vocabulary.
+    func sample(context: OpaquePointer, index: Int32) -> Int32? {
+        guard let grammar else { return sampleFree(context: context, index: index) }
+        let logits = UnsafeBufferPointer(start: llama_get_logits_ith(context, index), count: vocabularySize)
+        let token: Int32
+        if let first = choose(from: logits, constrained: false), allows(first, logit: logits[Int(first)], grammar: grammar) {
+            token = first
+        } else if let allowed = choose(from: logits, constrained: true) {
+            token = allowed
+        } else {
+            return nil
+        }
+        if case .greedy = mode {} else { llama_sampler_accept(chain, token) }
+        llama_sampler_accept(grammar, token)
+        return token
+    }
+
+    private func allows(_ token: Int32, logit: Float, grammar: UnsafeMutablePointer<llama_sampler>) -> Bool {
+        var single = llama_token_data(id: token, logit: logit, p: 0)
+        return withUnsafeMutablePointer(to: &single) { pointer in
+            var array = llama_token_data_array(data: pointer, size: 1, selected: -1, sorted: false)
+            llama_sampler_apply(grammar, &array)
+            return pointer.pointee.logit != -Float.infinity
+        }
+    }
+
+    /// The token the request's sampling picks, without accepting it; `constrained`: among the
+    /// tokens the grammar allows only (nil when there are none).
+    private func choose(from logits: UnsafeBufferPointer<Float>, constrained: Bool) -> Int32? {
+        if constrained {
+            constrain(logits)
+            if candidates.isEmpty { return nil }
+        }
+        switch mode {
+        case .greedy:
+            if constrained { return candidates.first?.id }
+            var best = 0
+            var bestValue = -Float.infinity
+            for token in 0..<logits.count where logits[token] > bestValue {
+                bestValue = logits[token]
+                best = token
+            }
+            return Int32(best)
+        case .topK(let k):
+            if constrained {
+                if candidates.count > k { candidates.removeLast(candidates.count - k) }
+            } else {
+                selectTop(k, of: logits)
+            }
+            return applyChain(sorted: true)
+        case .fullChain:
+            if !constrained { fillCandidates(logits) }
+            return applyChain(sorted: constrained)
+        }
+    }
+
+    /// The tokens the grammar allows, in `candidates`, sorted by logit. With a top-k cut (or
+    /// greedy), the grammar first sees only the `constrainedPool` most likely tokens: their best k
+    /// allowed ones are the sample's candidates, and a JSON grammar nearly always allows some of
+    /// them, where applying it to Gemma 3's 262,144 tokens takes tens of milliseconds. Only when
+    /// it allows none of them does it see the whole vocabulary. A full chain sees it all.
+    private func constrain(_ logits: UnsafeBufferPointer<Float>) {
+        if case .fullChain = mode {} else {
+            selectTop(Self.constrainedPool, of: logits)
+            applyGrammar()
+            if !candidates.isEmpty { return }
+        }
+        fillCandidates(logits)
+        applyGrammar()
+        candidates.sort { $0.logit > $1.logit }
+    }
+
+    /// Tokens whose grammar check the pool bounds.
+    static let constrainedPool = 256
+
+    private func fillCandidates(_ logits: UnsafeBufferPointer<Float>) {
+        candidates.removeAll(keepingCapacity: true)
+        candidates.reserveCapacity(vocabularySize)
+        for token in 0..<logits.count { candidates.append(llama_token_data(id: Int32(token), logit: logits[token], p: 0)) }
+    }
+
+    /// Drops from `candidates` what the grammar does not allow, keeping their order.
+    private func applyGrammar() {
+        candidates.withUnsafeMutableBufferPointer { buffer in
+            var array = llama_token_data_array(data: buffer.baseAddress, size: buffer.count, selected: -1, sorted: false)
+            llama_sampler_apply(grammar, &array)
+        }
+        candidates.removeAll { $0.logit == -Float.infinity }
+    }
+
+    /// Runs the chain over `candidates` and returns the token it selects, without accepting it.
+    private func applyChain(sorted: Bool) -> Int32 {
+        candidates.withUnsafeMutableBufferPointer { buffer -> Int32 in
+            var array = llama_token_data_array(data: buffer.baseAddress, size: buffer.count, selected: -1, sorted: sorted)
+            llama_sampler_apply(chain, &array)
+            return array.selected >= 0 ? array.data[Int(array.selected)].id : array.data[0].id
+        }
+    }
+
+    /// Sampling without a grammar: the path seeded requests were always reproduced on.
+    private func sampleFree(context: OpaquePointer, index: Int32) -> Int32 {
         switch mode {
         case .fullChain:
             return llama_sampler_sample(chain, context, index)

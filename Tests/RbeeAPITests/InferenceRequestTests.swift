@@ -58,4 +58,48 @@ import Testing
         #expect(fieldErrors(#"{"prompt":"a","max_tokens":1.5}"#) == ["max_tokens"])
         #expect(fieldErrors(#"{"prompt":"a","max_tokens":32769}"#) == ["max_tokens"])
     }
+
+    @Test func anOutputConstraintComesInOneOfThreeFields() throws {
+        #expect(try parse(#"{"prompt":"a"}"#).constraint == nil)
+        #expect(try parse(#"{"prompt":"a","response_format":{"type":"text"}}"#).constraint == nil)
+        #expect(try parse(#"{"prompt":"a","response_format":{"type":"json_object"}}"#).constraint == .jsonObject)
+        let schema: JSONValue = ["type": "object", "properties": ["n": ["type": "integer"]]]
+        let openAI = #"{"prompt":"a","response_format":{"type":"json_schema","json_schema":{"name":"n","strict":true,"schema":{"type":"object","properties":{"n":{"type":"integer"}}}}}}"#
+        #expect(try parse(openAI).constraint == .jsonSchema(schema))
+        #expect(try parse(#"{"prompt":"a","json_schema":{"type":"object","properties":{"n":{"type":"integer"}}}}"#).constraint == .jsonSchema(schema))
+        #expect(try parse(#"{"prompt":"a","grammar":"root ::= \"x\""}"#).constraint == .grammar(#"root ::= "x""#))
+        // What a worker is sent: the validated constraint in its native field.
+        let request = try parse(openAI)
+        #expect(try InferenceRequest(json: request.json).constraint == .jsonSchema(schema))
+        #expect(try InferenceRequest(json: try parse(#"{"prompt":"a","response_format":{"type":"json_object"}}"#).json).constraint == .jsonObject)
+    }
+
+    @Test func aConstraintThatCannotBeHonouredNamesItsField() {
+        #expect(Set(fieldErrors(#"{"prompt":"a","json_schema":{},"grammar":"root ::= \"x\""}"#)) == ["json_schema", "grammar"])
+        #expect(fieldErrors(#"{"prompt":"a","response_format":{"type":"yaml"}}"#) == ["response_format.type"])
+        #expect(fieldErrors(#"{"prompt":"a","response_format":"json"}"#) == ["response_format"])
+        #expect(fieldErrors(#"{"prompt":"a","response_format":{"type":"json_schema"}}"#) == ["response_format.json_schema"])
+        #expect(fieldErrors(#"{"prompt":"a","response_format":{"type":"json_schema","json_schema":{"name":"n"}}}"#) == ["response_format.json_schema.schema"])
+        #expect(fieldErrors(#"{"prompt":"a","response_format":{"type":"json_schema","json_schema":{"strict":"yes","schema":{}}}}"#) == ["response_format.json_schema.strict"])
+        #expect(fieldErrors(#"{"prompt":"a","json_schema":[1]}"#) == ["json_schema"])
+        #expect(fieldErrors(#"{"prompt":"a","grammar":"  "}"#) == ["grammar"])
+        #expect(fieldErrors(#"{"prompt":"a","grammar":"root ::= \"x\"","ignore_eos":true}"#) == ["ignore_eos"])
+    }
+
+    /// Keywords llama.cpp's converter would ignore are refused where they appear, however deep.
+    @Test func keywordsTheGrammarCannotEnforceAreRefusedWithTheirPath() throws {
+        let errors: [RbeeError.FieldError]
+        do {
+            _ = try parse(#"{"prompt":"a","json_schema":{"type":"object","properties":{"tags":{"type":"array","uniqueItems":true,"items":{"type":"integer","multipleOf":2}}}}}"#)
+            errors = []
+        } catch let error as RbeeError {
+            errors = error.fieldErrors
+        }
+        let messages = Dictionary(errors.map { ($0.field, $0.message) }, uniquingKeysWith: { $0 + $1 })
+        #expect(messages.count == 2, "\(errors)")
+        #expect(messages["json_schema.properties.tags"]?.contains("uniqueItems") == true, "\(errors)")
+        #expect(messages["json_schema.properties.tags.items"]?.contains("multipleOf") == true, "\(errors)")
+        // Annotations are fine.
+        #expect(try parse(#"{"prompt":"a","json_schema":{"title":"T","description":"d","$schema":"x","type":"string","examples":["e"]}}"#).constraint != nil)
+    }
 }

@@ -1,6 +1,7 @@
 // The chat templates of llama.cpp's common library (Jinja rendering, template fixes, capability
-// detection) behind a narrow C API with JSON strings across it, so Swift never sees C++ and no
-// C++ exception ever reaches Swift: every function catches them all and reports them as an error.
+// detection) and its grammar tools (JSON schema conversion, GBNF parsing) behind a narrow C API
+// with JSON strings across it, so Swift never sees C++ and no C++ exception ever reaches Swift:
+// every function catches them all and reports them as an error.
 #ifndef RBEE_CHAT_H
 #define RBEE_CHAT_H
 
@@ -9,6 +10,7 @@ extern "C" {
 #endif
 
 struct llama_model;
+struct llama_vocab;
 
 /// A model's chat templates, parsed once; rendering reads them only.
 typedef struct rbee_chat_templates rbee_chat_templates;
@@ -33,6 +35,17 @@ char * rbee_chat_render(const rbee_chat_templates * templates, const char * requ
 /// "capabilities": {"supports_tools": bool, "supports_system_role": bool, …},
 /// "supports_thinking": bool}. NULL with `*error` set on failure.
 char * rbee_chat_capabilities(const rbee_chat_templates * templates, char ** error);
+
+/// Converts a JSON schema (JSON text) to a GBNF grammar with llama.cpp's converter. An object's
+/// properties come in the order its `required` lists them, then the others as given. Returns the
+/// grammar, or NULL with `*error` set: the converter's message (it names the schema path), or the
+/// `pattern` the converter cannot enforce (it would accept any string in its place).
+char * rbee_json_schema_to_grammar(const char * schema_json, char ** error);
+
+/// Checks GBNF text with llama.cpp's grammar parser. Returns NULL when it parses and defines
+/// `root` and every rule it uses; else a message that starts with the line and column of the
+/// fault. `vocab` (may be NULL) resolves token references such as `<[1234]>`.
+char * rbee_grammar_check(const struct llama_vocab * vocab, const char * grammar);
 
 /// Frees a string this API returned.
 void rbee_chat_string_free(char * string);
