@@ -3,7 +3,9 @@
 against an rbee worker (/v1/inference) or llama-server (/completion) and prints one JSON line:
 aggregate tokens/s over the wall time, per-stream decode rate seen by the client, TTFT.
 The same client measures both servers, so its own overhead cancels out of the ratios. Neither
-server reuses a prompt here (cache_prompt false): every stream prefills its prompt in full."""
+server reuses a prompt here (cache_prompt false): every stream prefills its prompt in full.
+A fifth argument, `json` or `free`, asks the worker for a JSON object (response_format) or the
+same request unconstrained, both sampled (seed 1) and ending where the model ends."""
 import http.client
 import json
 import statistics
@@ -13,10 +15,15 @@ import time
 from urllib.parse import urlparse
 
 
-def stream_once(url, kind, prompt, max_tokens, results, index):
+def stream_once(url, kind, prompt, max_tokens, results, index, output=None):
     target = urlparse(url)
     connection = http.client.HTTPConnection(target.hostname, target.port, timeout=600)
-    if kind == "rbee":
+    if output is not None:
+        path = "/v1/inference"
+        body = {"prompt": prompt, "max_tokens": max_tokens, "seed": 1, "cache_prompt": False}
+        if output == "json":
+            body["response_format"] = {"type": "json_object"}
+    elif kind == "rbee":
         path = "/v1/inference"
         body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "cache_prompt": False}
     else:
@@ -53,9 +60,12 @@ def stream_once(url, kind, prompt, max_tokens, results, index):
 
 def main():
     url, kind, concurrency, max_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    output = sys.argv[5] if len(sys.argv) > 5 else None
     prompt = "Write a long story about a colony of honey bees and their queen."
+    if output is not None:
+        prompt = "A JSON object describing a colony of honey bees, their queen, their hive and their year, with many fields:\n"
     results = [None] * concurrency
-    threads = [threading.Thread(target=stream_once, args=(url, kind, prompt, max_tokens, results, i)) for i in range(concurrency)]
+    threads = [threading.Thread(target=stream_once, args=(url, kind, prompt, max_tokens, results, i, output)) for i in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
