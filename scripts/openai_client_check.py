@@ -97,4 +97,20 @@ for bad in [{"type": "object", "properties": 5}, {"type": "integer", "multipleOf
     except openai.BadRequestError as error:
         assert error.code == "invalid_request", error.code
         print(f"bad schema: 400 {error.message}")
+try:
+    client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "x"}], max_tokens=5, extra_body={"grammar": 'root ::= "a" |\nb ::= c d'})
+    raise AssertionError("a broken grammar must be refused")
+except openai.BadRequestError as error:
+    assert "line 2" in error.message, error.message
+    print(f"bad grammar: 400 {error.message}")
+# Streamed, the queen has answered 200 before a worker sees the schema: the error comes in the stream.
+try:
+    list(client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": "x"}], max_tokens=5, stream=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "bad", "schema": {"type": "object", "properties": 5}}}))
+    raise AssertionError("a broken schema must fail the stream")
+except openai.APIError as error:
+    assert "properties must be an object" in error.message, error.message
+    print(f"bad schema, streamed: {error.message}")
 print("openai client check passed")

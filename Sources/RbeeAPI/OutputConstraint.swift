@@ -3,8 +3,9 @@
 public enum OutputConstraint: Sendable, Equatable {
     /// Any JSON object: OpenAI's `response_format: {"type": "json_object"}`.
     case jsonObject
-    /// A JSON schema: OpenAI's `response_format.json_schema.schema`, or llama-server's `json_schema`.
-    case jsonSchema(JSONValue)
+    /// A JSON schema, and the field it was given in (`json_schema`, llama-server's, by default;
+    /// OpenAI's `response_format.json_schema.schema`), so errors name what the client sent.
+    case jsonSchema(JSONValue, field: String = "json_schema")
     /// A grammar in llama.cpp's GBNF (`grammar`), starting at its `root` rule.
     case grammar(String)
 
@@ -21,8 +22,17 @@ public enum OutputConstraint: Sendable, Equatable {
     public var schema: JSONValue? {
         switch self {
         case .jsonObject: Self.anyObjectSchema
-        case .jsonSchema(let schema): schema
+        case .jsonSchema(let schema, _): schema
         case .grammar: nil
+        }
+    }
+
+    /// The field a client gave the constraint in, as errors name it.
+    public var field: String {
+        switch self {
+        case .jsonObject: "response_format"
+        case .jsonSchema(_, let field): field
+        case .grammar: "grammar"
         }
     }
 
@@ -30,7 +40,10 @@ public enum OutputConstraint: Sendable, Equatable {
     var wire: (field: String, value: JSONValue) {
         switch self {
         case .jsonObject: ("response_format", ["type": "json_object"])
-        case .jsonSchema(let schema): ("json_schema", schema)
+        case .jsonSchema(let schema, "response_format.json_schema.schema"):
+            ("response_format", ["type": "json_schema", "json_schema": ["schema": schema]])
+        case .jsonSchema(let schema, "response_format.schema"): ("response_format", ["type": "json_object", "schema": schema])
+        case .jsonSchema(let schema, _): ("json_schema", schema)
         case .grammar(let text): ("grammar", .string(text))
         }
     }
@@ -89,7 +102,7 @@ extension FieldReader {
         case .string("json_object")?:
             // llama-server also takes a schema here.
             if let schema = format["schema"], schema != .null {
-                return self.schema(schema, at: "response_format.schema").map { .jsonSchema($0) }
+                return self.schema(schema, at: "response_format.schema").map { .jsonSchema($0, field: "response_format.schema") }
             }
             return .jsonObject
         case .string("json_schema")?:
@@ -116,7 +129,7 @@ extension FieldReader {
             }
             let schema = self.schema(raw, at: "response_format.json_schema.schema")
             guard valid, let schema else { return nil }
-            return .jsonSchema(schema)
+            return .jsonSchema(schema, field: "response_format.json_schema.schema")
         default:
             fail("response_format.type", "must be text, json_object or json_schema")
             return nil

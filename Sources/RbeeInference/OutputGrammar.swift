@@ -12,12 +12,10 @@ struct OutputGrammar: Sendable {
     /// Converts a schema with llama.cpp's converter, or checks a grammar with its parser. Throws
     /// `INVALID_REQUEST` naming the field and the fault (the schema path, the grammar's line).
     init(_ constraint: OutputConstraint, model: LlamaModel) throws(RbeeError) {
-        let field: String
+        let field = constraint.field
         if let schema = constraint.schema {
-            field = constraint == .jsonObject ? "response_format" : "json_schema"
             text = try Self.convert(schema, field: field)
         } else if case .grammar(let grammar) = constraint {
-            field = "grammar"
             text = grammar
             if let problem = rbee_grammar_check(model.vocab, grammar) {
                 defer { rbee_chat_string_free(problem) }

@@ -65,12 +65,14 @@ import Testing
         #expect(try parse(#"{"prompt":"a","response_format":{"type":"json_object"}}"#).constraint == .jsonObject)
         let schema: JSONValue = ["type": "object", "properties": ["n": ["type": "integer"]]]
         let openAI = #"{"prompt":"a","response_format":{"type":"json_schema","json_schema":{"name":"n","strict":true,"schema":{"type":"object","properties":{"n":{"type":"integer"}}}}}}"#
-        #expect(try parse(openAI).constraint == .jsonSchema(schema))
+        #expect(try parse(openAI).constraint == .jsonSchema(schema, field: "response_format.json_schema.schema"))
         #expect(try parse(#"{"prompt":"a","json_schema":{"type":"object","properties":{"n":{"type":"integer"}}}}"#).constraint == .jsonSchema(schema))
         #expect(try parse(#"{"prompt":"a","grammar":"root ::= \"x\""}"#).constraint == .grammar(#"root ::= "x""#))
         // What a worker is sent: the validated constraint in its native field.
         let request = try parse(openAI)
-        #expect(try InferenceRequest(json: request.json).constraint == .jsonSchema(schema))
+        #expect(try InferenceRequest(json: request.json).constraint == .jsonSchema(schema, field: "response_format.json_schema.schema"))
+        let withSchema = try parse(#"{"prompt":"a","response_format":{"type":"json_object","schema":{"type":"object","properties":{"n":{"type":"integer"}}}}}"#)
+        #expect(try InferenceRequest(json: withSchema.json).constraint == .jsonSchema(schema, field: "response_format.schema"))
         #expect(try InferenceRequest(json: try parse(#"{"prompt":"a","response_format":{"type":"json_object"}}"#).json).constraint == .jsonObject)
     }
 

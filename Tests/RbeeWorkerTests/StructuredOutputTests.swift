@@ -89,7 +89,7 @@ import Testing
         await worker.waitLoaded()
         let cases: [(fields: String, field: String, says: String)] = [
             (#""json_schema":{"type":"object","properties":5}"#, "json_schema", "properties must be an object"),
-            (#""response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":5}}}"#, "json_schema", "properties must be an object"),
+            (#""response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":5}}}"#, "response_format.json_schema.schema", "properties must be an object"),
             (#""grammar":"root ::= \"yes\" |\nanswer ::= yes no""#, "grammar", "line 2, column 8"),
             (#""grammar":"root ::= answer""#, "grammar", "answer is used but never defined"),
             (#""grammar":"start ::= \"a\"""#, "grammar", "no root rule"),
