@@ -15,6 +15,8 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <random>
+#include <set>
 #include <string>
 
 struct rbee_chat_templates {
@@ -108,6 +110,12 @@ extern "C" char * rbee_chat_render(const rbee_chat_templates * templates, const 
         inputs.messages              = common_chat_msgs_parse_oaicompat(request.at("messages"));
         inputs.add_generation_prompt = request.value("add_generation_prompt", true);
         inputs.enable_thinking       = request.value("enable_thinking", true);
+        if (request.contains("tools")) {
+            inputs.tools = common_chat_tools_parse_oaicompat(request.at("tools"));
+        }
+        inputs.tool_choice         = common_chat_tool_choice_parse_oaicompat(request.value("tool_choice", std::string("auto")));
+        inputs.parallel_tool_calls = request.value("parallel_tool_calls", false);
+        inputs.reasoning_format    = common_reasoning_format_from_name(request.value("reasoning_format", std::string("none")));
         if (request.contains("chat_template_kwargs")) {
             const common_json & kwargs = request.at("chat_template_kwargs");
             if (!kwargs.is_object()) {
@@ -132,6 +140,28 @@ extern "C" char * rbee_chat_render(const rbee_chat_templates * templates, const 
         result["prompt"]            = params.prompt;
         result["additional_stops"]  = stops;
         result["supports_thinking"] = params.supports_thinking;
+        // What parsing the output and constraining it need (rbee_chat_parser_init,
+        // rbee_chat_grammar_sampler_init take this object as it is).
+        result["format"]            = static_cast<int>(params.format);
+        result["parser"]            = params.parser;
+        result["generation_prompt"] = params.generation_prompt;
+        result["reasoning_format"]  = request.value("reasoning_format", std::string("none"));
+        result["grammar"]           = params.grammar;
+        result["grammar_lazy"]      = params.grammar_lazy;
+        common_json triggers = common_json::array();
+        for (const auto & trigger : params.grammar_triggers) {
+            common_json item = common_json::object();
+            item["type"]  = static_cast<int>(trigger.type);
+            item["value"] = trigger.value;
+            item["token"] = static_cast<int>(trigger.token);
+            triggers.push_back(item);
+        }
+        result["grammar_triggers"] = triggers;
+        common_json preserved = common_json::array();
+        for (const auto & token : params.preserved_tokens) {
+            preserved.push_back(token);
+        }
+        result["preserved_tokens"] = preserved;
         return copy(result.dump());
     });
 }
@@ -342,6 +372,173 @@ extern "C" char * rbee_grammar_check(const struct llama_vocab * vocab, const cha
         return nullptr;
     });
     return failure != nullptr ? failure : result;
+}
+
+// ---- Parsing the output of a chat ----
+
+struct rbee_chat_parser {
+    common_chat_parser_params params;
+    std::string               text;
+    common_chat_msg           message;
+    std::vector<std::string>  ids;
+    std::set<size_t>          named;  // tool calls whose id and name were sent
+    bool                      failed = false;
+};
+
+namespace {
+
+std::string new_tool_call_id() {
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    thread_local std::mt19937_64 generator{ std::random_device{}() };
+    std::uniform_int_distribution<size_t> pick(0, sizeof(alphabet) - 2);
+    std::string id = "call_";
+    for (int i = 0; i < 24; i++) {
+        id += alphabet[pick(generator)];
+    }
+    return id;
+}
+
+common_json message_json(const common_chat_msg & message) {
+    common_json result = common_json::object();
+    result["content"]           = message.content;
+    result["reasoning_content"] = message.reasoning_content;
+    common_json calls = common_json::array();
+    for (const auto & call : message.tool_calls) {
+        common_json item = common_json::object();
+        item["id"]        = call.id;
+        item["name"]      = call.name;
+        item["arguments"] = call.arguments;
+        calls.push_back(item);
+    }
+    result["tool_calls"] = calls;
+    return result;
+}
+
+}  // namespace
+
+extern "C" rbee_chat_parser * rbee_chat_parser_init(const char * rendering_json, char ** error) {
+    return guarded(error, static_cast<rbee_chat_parser *>(nullptr), [&]() -> rbee_chat_parser * {
+        if (rendering_json == nullptr) {
+            fail(error, "no rendering");
+            return nullptr;
+        }
+        const common_json rendering = common_json::parse(rendering_json);
+        auto parser = std::make_unique<rbee_chat_parser>();
+        parser->params.format            = static_cast<common_chat_format>(rendering.value("format", 0));
+        parser->params.generation_prompt = rendering.value("generation_prompt", std::string());
+        parser->params.reasoning_format  = common_reasoning_format_from_name(rendering.value("reasoning_format", std::string("none")));
+        parser->params.parse_tool_calls  = rendering.value("parse_tool_calls", true);
+        const std::string serialized     = rendering.value("parser", std::string());
+        if (!serialized.empty()) {
+            parser->params.parser.load(serialized);
+        }
+        return parser.release();
+    });
+}
+
+extern "C" void rbee_chat_parser_free(rbee_chat_parser * parser) {
+    try {
+        delete parser;
+    } catch (...) {
+    }
+}
+
+extern "C" char * rbee_chat_parser_feed(rbee_chat_parser * parser, const char * text, size_t length, bool is_final, char ** error) {
+    return guarded(error, static_cast<char *>(nullptr), [&]() -> char * {
+        if (parser == nullptr) {
+            fail(error, "no parser");
+            return nullptr;
+        }
+        if (text != nullptr) {
+            parser->text.append(text, length);
+        }
+        common_chat_msg updated;
+        bool parsed = false;
+        if (!parser->failed) {
+            try {
+                updated = common_chat_parse(parser->text, !is_final, parser->params);
+                updated.set_tool_call_ids(parser->ids, new_tool_call_id);
+                parsed = true;
+            } catch (const std::exception &) {
+                // Output the format's parser cannot read: while partial, wait for more; at the end
+                // (or once it has failed for good) it is all plain content.
+            }
+        }
+        if (!parsed && is_final) {
+            updated = common_chat_msg();
+            updated.role    = "assistant";
+            updated.content = parser->text;
+            if (!parser->message.tool_calls.empty() || parser->message.content != parser->text.substr(0, parser->message.content.size())) {
+                // What was streamed cannot be extended into plain content: keep it as it stands.
+                updated = parser->message;
+            }
+            parser->failed = true;
+            parsed         = true;
+        }
+        std::vector<common_chat_msg_diff> diffs;
+        if (parsed && !updated.empty()) {
+            try {
+                diffs = common_chat_msg_diff::compute_diffs(parser->message, updated);
+                parser->message = updated;
+            } catch (const std::exception &) {
+                diffs.clear();  // a reading that contradicts what was sent: keep what was sent
+            }
+        }
+        // OpenAI clients take a call's id and name once, before its arguments: a name is sent
+        // when its arguments start (or at the end), never while it may still grow.
+        common_json out = common_json::array();
+        const auto & calls = parser->message.tool_calls;
+        for (auto & diff : diffs) {
+            if (diff.tool_call_index == std::string::npos) {
+                common_json item = common_json::object();
+                if (!diff.reasoning_content_delta.empty()) {
+                    item["reasoning_content"] = diff.reasoning_content_delta;
+                }
+                if (!diff.content_delta.empty()) {
+                    item["content"] = diff.content_delta;
+                }
+                if (!item.empty()) {
+                    out.push_back(item);
+                }
+                continue;
+            }
+            const size_t index = diff.tool_call_index;
+            if (index >= calls.size()) {
+                continue;
+            }
+            common_json item = common_json::object();
+            item["tool_call_index"] = static_cast<int>(index);
+            if (parser->named.count(index) == 0) {
+                if (diff.tool_call_delta.arguments.empty() && !is_final) {
+                    continue;
+                }
+                item["id"]   = calls[index].id;
+                item["name"] = calls[index].name;
+                parser->named.insert(index);
+            } else if (diff.tool_call_delta.arguments.empty()) {
+                continue;
+            }
+            item["arguments"] = diff.tool_call_delta.arguments;
+            out.push_back(item);
+        }
+        if (is_final) {
+            for (size_t index = 0; index < calls.size(); index++) {
+                if (parser->named.count(index) == 0 && !calls[index].name.empty()) {
+                    common_json item = common_json::object();
+                    item["tool_call_index"] = static_cast<int>(index);
+                    item["id"]              = calls[index].id;
+                    item["name"]            = calls[index].name;
+                    item["arguments"]       = calls[index].arguments;
+                    out.push_back(item);
+                    parser->named.insert(index);
+                }
+            }
+        }
+        common_json result = common_json::object();
+        result["deltas"]  = out;
+        result["message"] = message_json(parser->message);
+        return copy(result.dump());
+    });
 }
 
 extern "C" void rbee_chat_string_free(char * string) { std::free(string); }

@@ -44,7 +44,11 @@ public final class ChatTemplates: Sendable {
         case .success(let result): text = result
         case .failure(let message): throw RbeeError(.invalidRequest, "the chat template refused the conversation: " + message.text)
         }
-        do { return try JSONDecoder().decode(ChatRendering.self, from: Data(text.utf8)) } catch {
+        do {
+            var rendering = try JSONDecoder().decode(ChatRendering.self, from: Data(text.utf8))
+            rendering.outputFormat = text
+            return rendering
+        } catch {
             throw RbeeError(.internalError, "reading a rendering: \(error)")
         }
     }
@@ -86,17 +90,35 @@ public struct ChatConversation: Sendable, Encodable {
     public var addGenerationPrompt: Bool
     /// Extra variables handed to the template, for example `enable_thinking`.
     public var chatTemplateKwargs: [String: JSONValue]
+    /// OpenAI's `tools` (an array of `{"type": "function", "function": {…}}`), if any.
+    public var tools: JSONValue?
+    /// `auto`, `none` or `required`.
+    public var toolChoice: String?
+    public var parallelToolCalls: Bool?
+    /// How reasoning is read from the output: `auto` (apart, in `reasoning_content`) or `none`
+    /// (inline in the content).
+    public var reasoningFormat: String?
 
-    public init(messages: [ChatMessage], addGenerationPrompt: Bool = true, chatTemplateKwargs: [String: JSONValue] = [:]) {
+    public init(
+        messages: [ChatMessage], addGenerationPrompt: Bool = true, chatTemplateKwargs: [String: JSONValue] = [:], tools: JSONValue? = nil,
+        toolChoice: String? = nil, parallelToolCalls: Bool? = nil, reasoningFormat: String? = nil
+    ) {
         self.messages = messages
         self.addGenerationPrompt = addGenerationPrompt
         self.chatTemplateKwargs = chatTemplateKwargs
+        self.tools = tools
+        self.toolChoice = toolChoice
+        self.parallelToolCalls = parallelToolCalls
+        self.reasoningFormat = reasoningFormat
     }
 
     enum CodingKeys: String, CodingKey {
-        case messages
+        case messages, tools
         case addGenerationPrompt = "add_generation_prompt"
         case chatTemplateKwargs = "chat_template_kwargs"
+        case toolChoice = "tool_choice"
+        case parallelToolCalls = "parallel_tool_calls"
+        case reasoningFormat = "reasoning_format"
     }
 }
 
@@ -106,9 +128,28 @@ public struct ChatRendering: Sendable, Decodable, Equatable {
     public var prompt: String
     /// Stop strings the template's format implies, beyond the model's end-of-generation tokens.
     public var additionalStops: [String]
+    /// The grammar that constrains the output to the format's tool calls (llama.cpp's, from the
+    /// tools and `tool_choice`), empty when there is none.
+    public var grammar: String
+    /// The rendering as llama.cpp described it (its output format, parser, grammar triggers), for
+    /// `ChatOutputParser`; empty for a built-in template's rendering.
+    public var outputFormat: String = ""
+
+    public init(prompt: String, additionalStops: [String], grammar: String = "") {
+        self.prompt = prompt
+        self.additionalStops = additionalStops
+        self.grammar = grammar
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        prompt = try container.decode(String.self, forKey: .prompt)
+        additionalStops = try container.decode([String].self, forKey: .additionalStops)
+        grammar = try container.decodeIfPresent(String.self, forKey: .grammar) ?? ""
+    }
 
     enum CodingKeys: String, CodingKey {
-        case prompt
+        case prompt, grammar
         case additionalStops = "additional_stops"
     }
 }

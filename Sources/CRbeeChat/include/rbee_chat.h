@@ -5,6 +5,9 @@
 #ifndef RBEE_CHAT_H
 #define RBEE_CHAT_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -25,10 +28,14 @@ rbee_chat_templates * rbee_chat_templates_init(
 void rbee_chat_templates_free(rbee_chat_templates * templates);
 
 /// Renders a conversation. `request_json`: {"messages": [OpenAI messages; content a string or an
-/// array of text parts], "add_generation_prompt": bool (default true), "chat_template_kwargs":
-/// {name: any JSON value}, "enable_thinking": bool (default true)}.
-/// Returns {"prompt": "...", "additional_stops": ["..."], "supports_thinking": bool}, or NULL
-/// with `*error` set (the template's own message when it raised).
+/// array of text parts; assistant `tool_calls`, `tool` messages with `tool_call_id`],
+/// "add_generation_prompt": bool (default true), "chat_template_kwargs": {name: any JSON value},
+/// "enable_thinking": bool (default true), "tools": [OpenAI tools], "tool_choice": "auto" |
+/// "none" | "required", "parallel_tool_calls": bool, "reasoning_format": "none" | "auto" | …}.
+/// Returns {"prompt", "additional_stops": [...], "supports_thinking", and what the output needs:
+/// "format", "parser", "generation_prompt", "reasoning_format", "grammar", "grammar_lazy",
+/// "grammar_triggers": [{"type", "value", "token"}], "preserved_tokens": [...]}, or NULL with
+/// `*error` set (the template's own message when it raised).
 char * rbee_chat_render(const rbee_chat_templates * templates, const char * request_json, char ** error);
 
 /// What the templates support: {"explicit": bool (false when llama.cpp fell back to ChatML),
@@ -46,6 +53,23 @@ char * rbee_json_schema_to_grammar(const char * schema_json, char ** error);
 /// `root` and every rule it uses; else a message that starts with the line and column of the
 /// fault. `vocab` (may be NULL) resolves token references such as `<[1234]>`.
 char * rbee_grammar_check(const struct llama_vocab * vocab, const char * grammar);
+
+/// The parser of one generation's output, in the format its rendering chose: reasoning, content
+/// and tool calls, as llama.cpp's `common_chat_parse` reads them.
+typedef struct rbee_chat_parser rbee_chat_parser;
+
+/// A parser for the output of a rendering (the JSON `rbee_chat_render` returned; "parse_tool_calls"
+/// may be added, default true). NULL with `*error` set on failure.
+rbee_chat_parser * rbee_chat_parser_init(const char * rendering_json, char ** error);
+
+/// Adds `length` bytes of generated text and reads all the text so far again (as partial until
+/// `is_final`). Returns {"deltas": [{"content"} | {"reasoning_content"} | {"tool_call_index",
+/// "id", "name", "arguments"}], "message": {"content", "reasoning_content", "tool_calls": [{"id",
+/// "name", "arguments"}]}}: the deltas since the last call, a tool call's id and name in its first
+/// delta only. Output the format cannot read ends as plain content, never as an error.
+char * rbee_chat_parser_feed(rbee_chat_parser * parser, const char * text, size_t length, bool is_final, char ** error);
+
+void rbee_chat_parser_free(rbee_chat_parser * parser);
 
 /// Frees a string this API returned.
 void rbee_chat_string_free(char * string);
