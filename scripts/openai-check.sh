@@ -25,6 +25,24 @@ if ! python3 scripts/openai_client_check.py "http://127.0.0.1:$port/v1" "file:$R
   tail -30 "$home/queen.log" >&2
   exit 1
 fi
+# Tool calls: the base model with Qwen3's template (from the pinned llama.cpp tree) set through
+# the queen, through the openai client, then LangChain's langchain-openai in its own virtualenv.
+if ! python3 scripts/openai_tools_check.py "http://127.0.0.1:$port/v1" "file:$RBEE_BASE_MODEL" "${GEMMA_FILE%.gguf}" \
+  "$RBEE_LLAMA_DIR/src/models/templates/Qwen-Qwen3-0.6B.jinja" "${SMOLLM_FILE%.gguf}"; then
+  tail -30 "$home/queen.log" >&2
+  exit 1
+fi
+langchain_venv=$RBEE_CACHE/venv-langchain-openai-$LANGCHAIN_OPENAI_VERSION
+if ! "$langchain_venv/bin/python3" -c "import langchain_openai" 2>/dev/null; then
+  log "installing langchain-openai==$LANGCHAIN_OPENAI_VERSION into $langchain_venv"
+  rm -rf "$langchain_venv"
+  python3 -m venv "$langchain_venv"
+  "$langchain_venv/bin/pip" install -q --disable-pip-version-check "langchain-openai==$LANGCHAIN_OPENAI_VERSION"
+fi
+if ! "$langchain_venv/bin/python3" scripts/langchain_check.py "http://127.0.0.1:$port/v1" "${GEMMA_FILE%.gguf}"; then
+  tail -30 "$home/queen.log" >&2
+  exit 1
+fi
 kill -TERM "$queen"
 wait "$queen" || { log "queen exited with $?"; exit 1; }
 trap - EXIT

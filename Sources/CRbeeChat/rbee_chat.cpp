@@ -10,12 +10,14 @@
 // API only says whether a grammar parses, the parser itself says where it does not.
 #include "llama-grammar.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <set>
 #include <string>
 
@@ -58,6 +60,31 @@ template <typename T, typename Body> T guarded(char ** error, T failed, Body && 
 void quiet_common_log() {
     static std::once_flag once;
     std::call_once(once, [] { common_log_pause(common_log_main()); });
+}
+
+// A required call's grammar as llama.cpp builds it lets free text come first, up to the call's
+// marker (`until-N?` in the root rule): a small model then writes on and never calls. Without
+// it the answer is the call (after the format's optional reasoning).
+std::string without_text_before_calls(const std::string & grammar) {
+    static const std::regex free_text(R"( until-[0-9]+\?( |$))");
+    std::string result;
+    size_t start = 0;
+    while (start < grammar.size()) {
+        size_t end = grammar.find('\n', start);
+        if (end == std::string::npos) {
+            end = grammar.size();
+        }
+        std::string line = grammar.substr(start, end - start);
+        if (line.rfind("root ::= ", 0) == 0) {
+            line = std::regex_replace(line, free_text, "$1", std::regex_constants::format_first_only);
+        }
+        result += line;
+        if (end < grammar.size()) {
+            result += '\n';
+        }
+        start = end + 1;
+    }
+    return result;
 }
 
 }  // namespace
@@ -131,7 +158,10 @@ extern "C" char * rbee_chat_render(const rbee_chat_templates * templates, const 
                 }
             }
         }
-        const common_chat_params params = common_chat_templates_apply(templates->templates.get(), inputs);
+        common_chat_params params = common_chat_templates_apply(templates->templates.get(), inputs);
+        if (inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && !params.grammar_lazy) {
+            params.grammar = without_text_before_calls(params.grammar);
+        }
         common_json stops = common_json::array();
         for (const auto & stop : params.additional_stops) {
             stops.push_back(stop);
@@ -538,6 +568,79 @@ extern "C" char * rbee_chat_parser_feed(rbee_chat_parser * parser, const char * 
         result["deltas"]  = out;
         result["message"] = message_json(parser->message);
         return copy(result.dump());
+    });
+}
+
+extern "C" struct llama_sampler * rbee_chat_grammar_sampler_init(const struct llama_vocab * vocab, const char * rendering_json, char ** error) {
+    return guarded(error, static_cast<struct llama_sampler *>(nullptr), [&]() -> struct llama_sampler * {
+        if (vocab == nullptr || rendering_json == nullptr) {
+            fail(error, "no vocabulary or no rendering");
+            return nullptr;
+        }
+        const common_json rendering = common_json::parse(rendering_json);
+        const std::string grammar   = rendering.value("grammar", std::string());
+        if (grammar.empty()) {
+            fail(error, "the rendering has no grammar");
+            return nullptr;
+        }
+        const bool lazy = rendering.value("grammar_lazy", false);
+        // The triggers as llama.cpp's common sampler turns them into patterns and tokens.
+        std::vector<std::string> patterns;
+        std::vector<llama_token> tokens;
+        if (rendering.contains("grammar_triggers")) {
+            const common_json & triggers = rendering.at("grammar_triggers");
+            for (size_t i = 0; i < triggers.size(); i++) {
+                const common_json & trigger = triggers.at(i);
+                const auto type = static_cast<common_grammar_trigger_type>(trigger.value("type", 0));
+                const std::string value = trigger.value("value", std::string());
+                switch (type) {
+                    case COMMON_GRAMMAR_TRIGGER_TYPE_WORD:
+                        patterns.push_back(regex_escape(value));
+                        break;
+                    case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN:
+                        patterns.push_back(value);
+                        break;
+                    case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN_FULL:
+                        patterns.push_back(value.empty() ? "^$" : (value.front() != '^' ? "^" : "") + value + (value.back() != '$' ? "$" : ""));
+                        break;
+                    case COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN:
+                        tokens.push_back(static_cast<llama_token>(trigger.value("token", -1)));
+                        break;
+                }
+            }
+        }
+        std::vector<const char *> pattern_pointers;
+        for (const auto & pattern : patterns) {
+            pattern_pointers.push_back(pattern.c_str());
+        }
+        struct llama_sampler * sampler =
+            lazy ? llama_sampler_init_grammar_lazy_patterns(vocab, grammar.c_str(), "root", pattern_pointers.data(), pattern_pointers.size(),
+                                                            tokens.data(), tokens.size())
+                 : llama_sampler_init_grammar(vocab, grammar.c_str(), "root");
+        if (sampler == nullptr) {
+            fail(error, "llama.cpp cannot build the tool calls' grammar");
+            return nullptr;
+        }
+        // A tool-call grammar starts where the template's generation prompt does: feed it that
+        // prompt first, as the common sampler does (a leading space a tokenizer adds is skipped).
+        const std::string generation_prompt = rendering.value("generation_prompt", std::string());
+        if (!lazy && !generation_prompt.empty()) {
+            const auto prefill = common_tokenize(vocab, generation_prompt, false, true);
+            try {
+                for (size_t i = 0; i < prefill.size(); i++) {
+                    const std::string piece = common_token_to_piece(vocab, prefill[i], true);
+                    if (i == 0 && !piece.empty() && std::isspace(static_cast<unsigned char>(piece[0])) &&
+                        !std::isspace(static_cast<unsigned char>(generation_prompt[0]))) {
+                        continue;
+                    }
+                    llama_sampler_accept(sampler, prefill[i]);
+                }
+            } catch (...) {
+                llama_sampler_free(sampler);
+                throw;
+            }
+        }
+        return sampler;
     });
 }
 

@@ -1,10 +1,84 @@
-/// A chat message; `messages` are rendered with the model's own chat template.
+import Foundation
+
+/// A chat message; `messages` are rendered with the model's own chat template. In OpenAI's
+/// shape: an assistant turn may carry `tool_calls` (its `content` then `null` when empty), a
+/// `tool` message answers one call by its `tool_call_id`.
 public struct ChatMessage: Sendable, Equatable, Codable {
     public var role: String
     public var content: String
-    public init(role: String, content: String) {
+    public var toolCalls: [ToolCall]
+    public var toolCallID: String?
+    public var name: String?
+
+    public init(role: String, content: String, toolCalls: [ToolCall] = [], toolCallID: String? = nil, name: String? = nil) {
         self.role = role
         self.content = content
+        self.toolCalls = toolCalls
+        self.toolCallID = toolCallID
+        self.name = name
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case role, content, name
+        case toolCalls = "tool_calls"
+        case toolCallID = "tool_call_id"
+    }
+
+    private enum CallKeys: String, CodingKey { case id, type, function }
+    private enum FunctionKeys: String, CodingKey { case name, arguments }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        role = try container.decode(String.self, forKey: .role)
+        content = try container.decodeIfPresent(String.self, forKey: .content) ?? ""
+        toolCallID = try container.decodeIfPresent(String.self, forKey: .toolCallID)
+        name = try container.decodeIfPresent(String.self, forKey: .name)
+        toolCalls = []
+        if container.contains(.toolCalls), try !container.decodeNil(forKey: .toolCalls) {
+            var calls = try container.nestedUnkeyedContainer(forKey: .toolCalls)
+            while !calls.isAtEnd {
+                let call = try calls.nestedContainer(keyedBy: CallKeys.self)
+                let function = try call.nestedContainer(keyedBy: FunctionKeys.self, forKey: .function)
+                toolCalls.append(
+                    ToolCall(
+                        id: try call.decodeIfPresent(String.self, forKey: .id) ?? "", name: try function.decode(String.self, forKey: .name),
+                        arguments: try function.decode(String.self, forKey: .arguments)))
+            }
+        }
+    }
+
+    /// OpenAI's shape, as templates and workers read it.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(role, forKey: .role)
+        if content.isEmpty && !toolCalls.isEmpty { try container.encodeNil(forKey: .content) } else { try container.encode(content, forKey: .content) }
+        try container.encodeIfPresent(toolCallID, forKey: .toolCallID)
+        try container.encodeIfPresent(name, forKey: .name)
+        if !toolCalls.isEmpty {
+            var calls = container.nestedUnkeyedContainer(forKey: .toolCalls)
+            for call in toolCalls {
+                var entry = calls.nestedContainer(keyedBy: CallKeys.self)
+                try entry.encode(call.id, forKey: .id)
+                try entry.encode("function", forKey: .type)
+                var function = entry.nestedContainer(keyedBy: FunctionKeys.self, forKey: .function)
+                try function.encode(call.name, forKey: .name)
+                try function.encode(call.arguments, forKey: .arguments)
+            }
+        }
+    }
+
+    /// The message as a worker accepts it.
+    public var json: JSONValue {
+        var object: [String: JSONValue] = ["role": .string(role), "content": content.isEmpty && !toolCalls.isEmpty ? .null : .string(content)]
+        if let toolCallID { object["tool_call_id"] = .string(toolCallID) }
+        if let name { object["name"] = .string(name) }
+        if !toolCalls.isEmpty {
+            object["tool_calls"] = .array(
+                toolCalls.map { call in
+                    ["id": .string(call.id), "type": "function", "function": ["name": .string(call.name), "arguments": .string(call.arguments)]]
+                })
+        }
+        return .object(object)
     }
 }
 
@@ -51,12 +125,17 @@ public struct InferenceRequest: Sendable, Equatable {
     public var cachePrompt: Bool
     /// What the output must follow (`response_format`, `json_schema` or `grammar`), if anything.
     public var constraint: OutputConstraint?
+    /// With `messages`: the tools the model may call, and how.
+    public var tools: ToolUse?
+    /// With `messages`: reasoning apart in `reasoning` events (`auto`, the default) or inline
+    /// in the answer (`none`).
+    public var reasoningFormat: ReasoningFormat
 
     public init(
         jobID: String? = nil, prompt: PromptInput, maxTokens: Int = InferenceRequest.defaultMaxTokens,
         sampling: SamplingParameters = SamplingParameters(), stop: [String] = [], stream: Bool = true, ignoreEOS: Bool = false,
         chatTemplateKwargs: [String: JSONValue] = [:], addGenerationPrompt: Bool = true, cachePrompt: Bool = true,
-        constraint: OutputConstraint? = nil
+        constraint: OutputConstraint? = nil, tools: ToolUse? = nil, reasoningFormat: ReasoningFormat = .auto
     ) {
         self.jobID = jobID
         self.prompt = prompt
@@ -69,6 +148,8 @@ public struct InferenceRequest: Sendable, Equatable {
         self.addGenerationPrompt = addGenerationPrompt
         self.cachePrompt = cachePrompt
         self.constraint = constraint
+        self.tools = tools
+        self.reasoningFormat = reasoningFormat
     }
 
     /// Validates a decoded JSON body, collecting every field error before failing.
@@ -117,7 +198,13 @@ public struct InferenceRequest: Sendable, Equatable {
         if let constraint, ignoreEOS {
             fields.fail("ignore_eos", "cannot be combined with \(constraint.wire.field): the output ends where the grammar completes")
         }
+        let tools = fields.toolUse()
+        let reasoningFormat = fields.reasoningFormat()
+        if let tools, tools.choice != .none, let constraint {
+            fields.fail(constraint.field, "cannot be combined with tools: the tool calls' grammar constrains the output")
+        }
         if promptText != nil {
+            if tools != nil { fields.fail("tools", "only with messages (a prompt is not rendered with a template)") }
             if kwargs != nil { fields.fail("chat_template_kwargs", "only with messages (a prompt is not rendered with a template)") }
             if addGenerationPrompt != nil { fields.fail("add_generation_prompt", "only with messages (a prompt is not rendered with a template)") }
         }
@@ -126,7 +213,7 @@ public struct InferenceRequest: Sendable, Equatable {
         self.init(
             jobID: jobID, prompt: prompt, maxTokens: maxTokens, sampling: sampling, stop: stop, stream: stream,
             ignoreEOS: ignoreEOS, chatTemplateKwargs: kwargs ?? [:], addGenerationPrompt: addGenerationPrompt ?? true, cachePrompt: cachePrompt,
-            constraint: constraint)
+            constraint: constraint, tools: tools, reasoningFormat: reasoningFormat ?? .auto)
     }
 }
 
@@ -215,16 +302,66 @@ struct FieldReader {
         }
         var messages: [ChatMessage] = []
         for (index, item) in items.enumerated() {
-            guard case .object(let message) = item,
-                case .string(let role)? = message["role"], !role.isEmpty,
-                let content = message["content"].flatMap(Self.text)
-            else {
+            guard case .object(let message) = item, case .string(let role)? = message["role"], !role.isEmpty else {
                 fail("\(field)[\(index)]", "must be an object with a string role and a content: a string or an array of text parts")
                 continue
             }
-            messages.append(ChatMessage(role: role, content: content))
+            var calls: [ToolCall] = []
+            if let raw = message["tool_calls"], raw != .null {
+                guard role == "assistant", let parsed = Self.toolCalls(raw) else {
+                    fail("\(field)[\(index)].tool_calls", "only on an assistant message: an array of {id, type: function, function: {name, arguments}}")
+                    continue
+                }
+                calls = parsed
+            }
+            let content: String?
+            switch message["content"] {
+            case nil, .null?: content = calls.isEmpty ? nil : ""
+            case let value?: content = Self.text(value)
+            }
+            guard let content else {
+                fail("\(field)[\(index)]", "must be an object with a string role and a content: a string or an array of text parts")
+                continue
+            }
+            var toolCallID: String?
+            switch message["tool_call_id"] {
+            case nil, .null?: break
+            case .string(let id)?: toolCallID = id
+            default:
+                fail("\(field)[\(index)].tool_call_id", "must be a string")
+                continue
+            }
+            var name: String?
+            if case .string(let value)? = message["name"] { name = value }
+            messages.append(ChatMessage(role: role, content: content, toolCalls: calls, toolCallID: toolCallID, name: name))
         }
         return messages.count == items.count ? messages : nil
+    }
+
+    /// OpenAI's `tool_calls` of an assistant message; `arguments` given as an object is taken as
+    /// its JSON text.
+    private static func toolCalls(_ value: JSONValue) -> [ToolCall]? {
+        guard case .array(let items) = value else { return nil }
+        var calls: [ToolCall] = []
+        for item in items {
+            guard case .object(let call) = item, case .object(let function)? = call["function"], case .string(let name)? = function["name"] else {
+                return nil
+            }
+            var arguments = "{}"
+            switch function["arguments"] {
+            case .string(let text)?: arguments = text
+            case .object?:
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                arguments = (try? encoder.encode(function["arguments"]!)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            case nil, .null?: break
+            default: return nil
+            }
+            var id = ""
+            if case .string(let value)? = call["id"] { id = value }
+            calls.append(ToolCall(id: id, name: name, arguments: arguments))
+        }
+        return calls
     }
 
     /// A message's content: a string, or an array of `{"type": "text", "text": …}` parts, joined
@@ -315,7 +452,9 @@ extension InferenceRequest {
         switch prompt {
         case .text(let text): body["prompt"] = .string(text)
         case .messages(let messages):
-            body["messages"] = .array(messages.map { .object(["role": .string($0.role), "content": .string($0.content)]) })
+            body["messages"] = .array(messages.map(\.json))
+            if let tools { body.merge(tools.json) { _, new in new } }
+            if reasoningFormat != .auto { body["reasoning_format"] = .string(reasoningFormat.rawValue) }
             if !chatTemplateKwargs.isEmpty { body["chat_template_kwargs"] = .object(chatTemplateKwargs) }
             if !addGenerationPrompt { body["add_generation_prompt"] = .bool(false) }
         }

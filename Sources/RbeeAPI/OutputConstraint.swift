@@ -137,7 +137,7 @@ extension FieldReader {
     }
 
     /// A schema object, refused where it uses a keyword the grammar cannot enforce.
-    private mutating func schema(_ value: JSONValue, at field: String) -> JSONValue? {
+    mutating func schema(_ value: JSONValue, at field: String) -> JSONValue? {
         guard case .object = value else {
             fail(field, "must be a JSON schema object, got \(value.typeName)")
             return nil

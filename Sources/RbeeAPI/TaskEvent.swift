@@ -1,5 +1,6 @@
 /// One event of the queen's native task stream (`POST /v2/tasks`):
-/// `queued` → `downloading`* → `loading`* → `started` → `token`* → `end` | `error`, then `[DONE]`.
+/// `queued` → `downloading`* → `loading`* → `started` → (`token` | `reasoning` | `tool_call`)* →
+/// `end` | `error`, then `[DONE]`.
 /// A warm model skips `downloading` and `loading`.
 public enum TaskEvent: Sendable, Equatable {
     /// Place in the queen's queue, 1 being next (0: it goes straight to a worker).
@@ -10,6 +11,10 @@ public enum TaskEvent: Sendable, Equatable {
     case loading(hive: String, workerID: String, layersLoaded: Int, layersTotal: Int)
     case started(taskID: String, model: String, hive: String, workerID: String, queueMs: Double)
     case token(text: String, index: Int)
+    /// A piece of the model's reasoning, apart from the answer.
+    case reasoning(text: String, index: Int)
+    /// A piece of a tool call.
+    case toolCall(ToolCallDelta)
     case end(GenerationStats)
     case error(RbeeError)
 
@@ -55,6 +60,8 @@ extension TaskEvent: Codable {
                 hive: try c.decode(String.self, forKey: .hive), workerID: try c.decode(String.self, forKey: .workerID),
                 queueMs: try c.decode(Double.self, forKey: .queueMs))
         case "token": self = .token(text: try c.decode(String.self, forKey: .t), index: try c.decode(Int.self, forKey: .i))
+        case "reasoning": self = .reasoning(text: try c.decode(String.self, forKey: .t), index: try c.decode(Int.self, forKey: .i))
+        case "tool_call": self = .toolCall(try ToolCallDelta(from: decoder))
         case "end": self = .end(try GenerationStats(from: decoder))
         case "error": self = .error(try RbeeError(from: decoder))
         case let other: throw DecodingError.dataCorruptedError(forKey: .type, in: c, debugDescription: "unknown event type \(other)")
@@ -93,6 +100,13 @@ extension TaskEvent: Codable {
             try c.encode("token", forKey: .type)
             try c.encode(text, forKey: .t)
             try c.encode(index, forKey: .i)
+        case .reasoning(let text, let index):
+            try c.encode("reasoning", forKey: .type)
+            try c.encode(text, forKey: .t)
+            try c.encode(index, forKey: .i)
+        case .toolCall(let delta):
+            try c.encode("tool_call", forKey: .type)
+            try delta.encode(to: encoder)
         case .end(let stats):
             try c.encode("end", forKey: .type)
             try stats.encode(to: encoder)

@@ -131,6 +131,10 @@ public struct ChatRendering: Sendable, Decodable, Equatable {
     /// The grammar that constrains the output to the format's tool calls (llama.cpp's, from the
     /// tools and `tool_choice`), empty when there is none.
     public var grammar: String
+    /// Whether the template has a thinking mode whose reasoning can be read apart.
+    public var supportsThinking: Bool
+    /// The format's tool-call markers, to be detokenized as text.
+    public var preservedTokens: [String]
     /// The rendering as llama.cpp described it (its output format, parser, grammar triggers), for
     /// `ChatOutputParser`; empty for a built-in template's rendering.
     public var outputFormat: String = ""
@@ -139,6 +143,8 @@ public struct ChatRendering: Sendable, Decodable, Equatable {
         self.prompt = prompt
         self.additionalStops = additionalStops
         self.grammar = grammar
+        self.supportsThinking = false
+        self.preservedTokens = []
     }
 
     public init(from decoder: any Decoder) throws {
@@ -146,11 +152,15 @@ public struct ChatRendering: Sendable, Decodable, Equatable {
         prompt = try container.decode(String.self, forKey: .prompt)
         additionalStops = try container.decode([String].self, forKey: .additionalStops)
         grammar = try container.decodeIfPresent(String.self, forKey: .grammar) ?? ""
+        supportsThinking = try container.decodeIfPresent(Bool.self, forKey: .supportsThinking) ?? false
+        preservedTokens = try container.decodeIfPresent([String].self, forKey: .preservedTokens) ?? []
     }
 
     enum CodingKeys: String, CodingKey {
         case prompt, grammar
         case additionalStops = "additional_stops"
+        case supportsThinking = "supports_thinking"
+        case preservedTokens = "preserved_tokens"
     }
 }
 

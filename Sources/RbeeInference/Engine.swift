@@ -170,9 +170,31 @@ public final class Engine: Sendable {
         switch request.prompt {
         case .text(let text): return ChatRendering(prompt: text, additionalStops: [])
         case .messages(let messages):
-            return try model.renderChat(
-                ChatConversation(
-                    messages: messages, addGenerationPrompt: request.addGenerationPrompt, chatTemplateKwargs: request.chatTemplateKwargs))
+            var conversation = ChatConversation(
+                messages: messages, addGenerationPrompt: request.addGenerationPrompt, chatTemplateKwargs: request.chatTemplateKwargs,
+                reasoningFormat: request.reasoningFormat.rawValue)
+            if let tools = request.tools {
+                if tools.choice != .none, model.templates != nil, !model.chatTemplate.supportsTools {
+                    throw RbeeError.invalid([
+                        .init(
+                            field: "tools",
+                            message: "this model's chat template does not describe tools (llama.cpp finds no tool format in it), so they would be dropped; give it a template that does: `rbee models template <model> <file.jinja>` on the queen, or the worker's --chat-template-file")
+                    ])
+                }
+                // Each tool's schema converts, or the error names the tool.
+                for (index, tool) in tools.tools.enumerated() {
+                    if case .object(let object) = tool, case .object(let function)? = object["function"], let parameters = function["parameters"],
+                        parameters != .null
+                    {
+                        try OutputGrammar.check(parameters, field: "tools[\(index)].function.parameters")
+                    }
+                }
+                let rendered = tools.rendered
+                conversation.tools = .array(rendered.tools)
+                conversation.toolChoice = rendered.choice
+                conversation.parallelToolCalls = tools.parallelCalls
+            }
+            return try model.renderChat(conversation)
         }
     }
 
@@ -188,8 +210,24 @@ public final class Engine: Sendable {
                 details: ["prompt_tokens": .number(Double(tokens.count)), "context_size": .number(Double(limit))])
         }
         let extra = rendering.additionalStops.filter { !$0.isEmpty && !request.stop.contains($0) }
-        let grammar = try request.constraint.map { constraint throws(RbeeError) in try OutputGrammar(constraint, model: model) }
-        return PreparedPrompt(tokens: tokens, stops: request.stop + extra, grammar: grammar)
+        var grammar = try request.constraint.map { constraint throws(RbeeError) in try OutputGrammar(constraint, model: model) }
+        var prepared = PreparedPrompt(tokens: tokens, stops: request.stop + extra, grammar: grammar)
+        // With tools, or a thinking template whose reasoning goes apart, the output is read in the
+        // rendering's format; a tool choice that must call gets the calls' grammar.
+        let calling = request.tools.map { $0.choice != .none } ?? false
+        if !rendering.outputFormat.isEmpty, calling || (rendering.supportsThinking && request.reasoningFormat == .auto) {
+            prepared.chatFormat = rendering
+            if calling, !rendering.grammar.isEmpty {
+                grammar = try OutputGrammar(chatRendering: rendering, model: model)
+                prepared.grammar = grammar
+            }
+            prepared.specialTokens = Set(
+                rendering.preservedTokens.compactMap { text in
+                    let tokens = model.tokenize(text, addSpecial: false)
+                    return tokens.count == 1 ? tokens[0] : nil
+                })
+        }
+        return prepared
     }
 
     /// Cancels a queued or running job; unknown or finished ids are ignored (idempotent).

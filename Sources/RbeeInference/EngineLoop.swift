@@ -238,6 +238,11 @@ final class EngineLoop {
             maxTokens: min(request.maxTokens, configuration.contextSize - tokens.count))
         generation.cached = cached
         generation.prefilled = cached
+        generation.specialTokens = prepared.specialTokens
+        if let format = prepared.chatFormat {
+            // A format llama.cpp cannot describe leaves the output plain text.
+            generation.parser = try? ChatOutputParser(rendering: format)
+        }
         generation.position = Int32(cached)
         slots[slot] = generation
         job.emit(.started(jobID: job.id, model: configuration.modelName, queueMs: (now - job.submittedAt).milliseconds))
@@ -414,16 +419,19 @@ final class EngineLoop {
             return
         }
         generation.generated += 1
-        let bytes = model.piece(token, into: &pieceBuffer).map { UInt8(bitPattern: $0) }
+        let special = !generation.specialTokens.isEmpty && generation.specialTokens.contains(token)
+        let bytes = model.piece(token, special: special, into: &pieceBuffer).map { UInt8(bitPattern: $0) }
         let text = generation.utf8.append(bytes)
         let (emit, stopped) = text.isEmpty ? ("", false) : generation.stopMatcher.feed(text)
-        if !emit.isEmpty {
-            generation.job.emit(.token(text: emit, index: generation.emitted))
-            generation.emitted += 1
-        }
+        if !emit.isEmpty, generation.publish(emit) { generation.reasoningTokens += 1 }
         slots[index] = generation
         if stopped {
             finish(slot: index, reason: .stopSequence)
+        } else if generation.toolCalls > 0, generation.job.request.tools?.parallelCalls == false,
+            generation.sampler.grammarAllowsEnd(model.endToken)
+        {
+            // One call was asked for and it is complete: the answer ends here.
+            finish(slot: index, reason: .eos)
         } else if generation.generated >= generation.maxTokens {
             finish(slot: index, reason: .maxTokens)
         }
@@ -437,10 +445,7 @@ final class EngineLoop {
             // Nothing more will come: held-back text was never a stop sequence, so it is output.
             let rest = generation.utf8.flush()
             let tail = generation.stopMatcher.feed(rest).emit + generation.stopMatcher.flush()
-            if !tail.isEmpty {
-                generation.job.emit(.token(text: tail, index: generation.emitted))
-                generation.emitted += 1
-            }
+            generation.publish(tail, final: true)
         }
         release(slot: index, holding: generation.heldTokens)
         generation.job.finish(.end(generation.stats(reason: reason)))
@@ -501,6 +506,13 @@ struct Generation {
     var emitted = 0
     var firstTokenAt: ContinuousClock.Instant?
     var lastTokenAt: ContinuousClock.Instant?
+    /// Reads the output in its chat format (reasoning, content, tool calls); nil for plain text.
+    var parser: ChatOutputParser?
+    /// Tokens detokenized as their special text.
+    var specialTokens: Set<Int32> = []
+    var reasoningEmitted = 0
+    var reasoningTokens = 0
+    var toolCalls = 0
 
     init(job: GenerationJob, prompt: [Int32], admittedAt: ContinuousClock.Instant, sampler: SlotSampler, stopMatcher: StopSequenceMatcher, maxTokens: Int) {
         self.job = job
@@ -509,6 +521,44 @@ struct Generation {
         self.sampler = sampler
         self.stopMatcher = stopMatcher
         self.maxTokens = max(1, maxTokens)
+    }
+
+    /// Sends generated text as events: `token`s, or through the parser reasoning, content and
+    /// tool-call pieces (`final`: the output has ended). Returns whether the text was reasoning.
+    @discardableResult
+    mutating func publish(_ text: String, final: Bool = false) -> Bool {
+        guard let parser else {
+            if !text.isEmpty {
+                job.emit(.token(text: text, index: emitted))
+                emitted += 1
+            }
+            return false
+        }
+        let update: ChatOutputUpdate
+        do {
+            update = try parser.feed(text, final: final)
+        } catch {
+            // The reader failed (it never should): the rest is plain text.
+            self.parser = nil
+            return publish(text, final: final)
+        }
+        var reasoning = false
+        for delta in update.deltas {
+            if let piece = delta.reasoningContent {
+                job.emit(.reasoning(text: piece, index: reasoningEmitted))
+                reasoningEmitted += 1
+                reasoning = true
+            }
+            if let piece = delta.content {
+                job.emit(.token(text: piece, index: emitted))
+                emitted += 1
+            }
+            if let index = delta.toolCallIndex {
+                job.emit(.toolCall(ToolCallDelta(index: index, id: delta.id, name: delta.name, arguments: delta.arguments ?? "")))
+            }
+        }
+        toolCalls = update.message.toolCalls.count
+        return reasoning
     }
 
     var isGenerating: Bool { prefilled == prompt.count }
@@ -522,7 +572,7 @@ struct Generation {
         let rate = decode > 0 && generated > 1 ? Double(generated - 1) / (decode / 1000) : 0
         return GenerationStats(
             tokensOut: generated, promptTokens: prompt.count, ttftMs: ttft, decodeMs: decode, tokensPerSec: rate, stopReason: reason,
-            cachedTokens: cached)
+            cachedTokens: cached, reasoningTokens: reasoningTokens, toolCalls: toolCalls)
     }
 }
 

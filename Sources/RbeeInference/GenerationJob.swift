@@ -7,6 +7,12 @@ struct PreparedPrompt: Sendable {
     var stops: [String]
     /// The grammar the output must follow, checked.
     var grammar: OutputGrammar?
+    /// The chat rendering whose format the output is read in (reasoning, content, tool calls),
+    /// or nil when the output is plain text.
+    var chatFormat: ChatRendering?
+    /// Tokens detokenized as their special text (the format's tool-call markers), so the
+    /// output's reader sees them.
+    var specialTokens: Set<Int32> = []
 }
 
 /// A request accepted by the engine, and the stream its events go to.

@@ -158,16 +158,20 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
     /// The bytes of one token; they may end inside a UTF-8 character.
-    func piece(_ token: Int32, into buffer: inout [CChar]) -> ArraySlice<CChar> {
-        var count = llama_token_to_piece(vocab, token, &buffer, Int32(buffer.count), 0, false)
+    /// `special`: a special token as its text (a tool-call marker the output's reader needs).
+    func piece(_ token: Int32, special: Bool = false, into buffer: inout [CChar]) -> ArraySlice<CChar> {
+        var count = llama_token_to_piece(vocab, token, &buffer, Int32(buffer.count), 0, special)
         if count < 0 {
             buffer = [CChar](repeating: 0, count: Int(-count))
-            count = llama_token_to_piece(vocab, token, &buffer, Int32(buffer.count), 0, false)
+            count = llama_token_to_piece(vocab, token, &buffer, Int32(buffer.count), 0, special)
         }
         return buffer.prefix(max(0, Int(count)))
     }
 
     func isEndOfGeneration(_ token: Int32) -> Bool { llama_vocab_is_eog(vocab, token) }
+
+    /// The end-of-sequence token.
+    var endToken: Int32 { llama_vocab_eos(vocab) }
 
     var vocabularySize: Int32 { llama_vocab_n_tokens(vocab) }
 
@@ -177,6 +181,13 @@ public final class LlamaModel: @unchecked Sendable {
     public func renderChat(_ conversation: ChatConversation) throws(RbeeError) -> ChatRendering {
         if let templates { return try templates.render(conversation) }
         let builtinTemplateName = chatTemplate.name ?? "chatml"
+        if conversation.tools != nil {
+            throw RbeeError.invalid([
+                .init(
+                    field: "tools",
+                    message: "this model has no Jinja chat template (llama.cpp's built-in '\(builtinTemplateName)' renders it), so it cannot be shown tools; give it a template that knows tools: `rbee models template <model> <file.jinja>` on the queen, or the worker's --chat-template-file")
+            ])
+        }
         if !conversation.chatTemplateKwargs.isEmpty {
             throw RbeeError.invalid([
                 .init(

@@ -8,6 +8,19 @@ import RbeeAPI
 /// is queued.
 struct OutputGrammar: Sendable {
     let text: String
+    /// For the grammar of a rendering with tools: the rendering (its triggers, laziness and
+    /// generation prompt), which `rbee_chat_grammar_sampler_init` builds the sampler from.
+    private(set) var chatRendering: String?
+
+    /// The tool calls' grammar a chat rendering asks for, checked by building it once.
+    init(chatRendering rendering: ChatRendering, model: LlamaModel) throws(RbeeError) {
+        text = rendering.grammar
+        chatRendering = rendering.outputFormat
+        guard let sampler = makeSampler(model: model) else {
+            throw RbeeError.invalid([.init(field: "tools", message: "llama.cpp cannot build a grammar for these tools")])
+        }
+        llama_sampler_free(sampler)
+    }
 
     /// Converts a schema with llama.cpp's converter, or checks a grammar with its parser. Throws
     /// `INVALID_REQUEST` naming the field and the fault (the schema path, the grammar's line).
@@ -33,7 +46,16 @@ struct OutputGrammar: Sendable {
 
     /// A grammar sampler at the grammar's start: each job owns one, so its state is its own.
     func makeSampler(model: LlamaModel) -> UnsafeMutablePointer<llama_sampler>? {
-        llama_sampler_init_grammar(model.vocab, text, "root")
+        guard let chatRendering else { return llama_sampler_init_grammar(model.vocab, text, "root") }
+        var error: UnsafeMutablePointer<CChar>?
+        let sampler = rbee_chat_grammar_sampler_init(model.vocab, chatRendering, &error)
+        rbee_chat_string_free(error)
+        return sampler
+    }
+
+    /// Checks that a schema converts, naming `field` when it does not.
+    static func check(_ schema: JSONValue, field: String) throws(RbeeError) {
+        _ = try convert(schema, field: field)
     }
 
     private static func convert(_ schema: JSONValue, field: String) throws(RbeeError) -> String {

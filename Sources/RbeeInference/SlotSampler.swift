@@ -80,6 +80,12 @@ final class SlotSampler {
         return token
     }
 
+    /// Whether the grammar would let the output end here (`endToken`: an end-of-generation token).
+    func grammarAllowsEnd(_ endToken: Int32) -> Bool {
+        guard let grammar else { return false }
+        return allows(endToken, logit: 0, grammar: grammar)
+    }
+
     private func allows(_ token: Int32, logit: Float, grammar: UnsafeMutablePointer<llama_sampler>) -> Bool {
         var single = llama_token_data(id: token, logit: logit, p: 0)
         return withUnsafeMutablePointer(to: &single) { pointer in

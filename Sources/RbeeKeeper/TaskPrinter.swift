@@ -57,6 +57,7 @@ final class TaskPrinter: Sendable {
         var firstTokenAt: ContinuousClock.Instant?
         var model = request.reference.derivedID
         var printedLoading = false
+        var calls: [ToolCall] = []
         do {
             for try await message in reader.events(of: TaskEvent.self) {
                 guard case .event(let event) = message else { continue }
@@ -84,8 +85,19 @@ final class TaskPrinter: Sendable {
                     }
                     text += piece
                     FileHandle.standardOutput.write(Data(piece.utf8))
+                case .reasoning(let piece, _):
+                    // The model's thinking goes beside the answer, not into it.
+                    status.clear()
+                    FileHandle.standardError.write(Data(piece.utf8))
+                case .toolCall(let delta):
+                    calls.apply(delta)
                 case .end(let stats):
                     status.clear()
+                    for call in calls {
+                        let line = "tool call \(call.name)(\(call.arguments))"
+                        text += text.isEmpty ? line : "\n" + line
+                        FileHandle.standardOutput.write(Data(((text == line ? "" : "\n") + line).utf8))
+                    }
                     Self.endLine(after: text)
                     if showStats {
                         let ttft = firstTokenAt.map { ($0 - began).milliseconds } ?? 0

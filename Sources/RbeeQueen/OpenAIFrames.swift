@@ -63,20 +63,26 @@ struct OpenAIFrames: AsyncSequence, Sendable {
                 frame.reserveCapacity(frame.utf8.count + text.utf8.count + tokenChunk.suffix.utf8.count + 8)
                 SSE.appendJSONString(text, to: &frame)
                 return frame + tokenChunk.suffix
+            case .reasoning(let text, _):
+                guard frames.chat else { return nil }
+                return OpenAIWire.frame(chatChunk(OpenAIWire.ChatDelta(reasoningContent: text)), encoder: encoder)
+            case .toolCall(let delta):
+                guard frames.chat else { return nil }
+                return OpenAIWire.frame(chatChunk(OpenAIWire.ChatDelta(toolCall: delta)), encoder: encoder)
             case .end(let stats):
-                return chunk(content: nil, finishReason: OpenAIWire.finishReason(stats.stopReason), usage: frames.includeUsage ? OpenAIWire.Usage(stats) : nil)
+                return chunk(content: nil, finishReason: OpenAIWire.finishReason(stats), usage: frames.includeUsage ? OpenAIWire.Usage(stats) : nil)
             case .error(let error):
                 return OpenAIWire.frame(OpenAIWire.ErrorBody(error), encoder: encoder)
             }
         }
 
+        private func chatChunk(_ choice: OpenAIWire.ChatDelta, usage: OpenAIWire.Usage? = nil) -> OpenAIWire.Completion<OpenAIWire.ChatDelta> {
+            OpenAIWire.Completion(id: frames.id, object: "chat.completion.chunk", created: frames.created, model: frames.model, choices: [choice], usage: usage)
+        }
+
         private func chunk(content: String?, role: String? = nil, finishReason: String? = nil, usage: OpenAIWire.Usage? = nil) -> String {
             if frames.chat {
-                let choice = OpenAIWire.ChatDelta(role: role, content: content, finishReason: finishReason)
-                return OpenAIWire.frame(
-                    OpenAIWire.Completion(
-                        id: frames.id, object: "chat.completion.chunk", created: frames.created, model: frames.model, choices: [choice], usage: usage),
-                    encoder: encoder)
+                return OpenAIWire.frame(chatChunk(OpenAIWire.ChatDelta(role: role, content: content, finishReason: finishReason), usage: usage), encoder: encoder)
             }
             let choice = OpenAIWire.TextChoice(text: content ?? "", finishReason: finishReason)
             return OpenAIWire.frame(

@@ -46,13 +46,16 @@ struct OpenAIRoutes: Sendable {
     static func answer(_ whole: WholeTask, id: String, model: String, chat: Bool) -> Response {
         let created = Int(Date().timeIntervalSince1970)
         let usage = OpenAIWire.Usage(whole.stats)
-        let finish = OpenAIWire.finishReason(whole.stats.stopReason)
+        let finish = OpenAIWire.finishReason(whole.stats)
+        let message = OpenAIWire.Message(
+            content: whole.toolCalls.isEmpty || !whole.text.isEmpty ? whole.text : nil, reasoningContent: whole.reasoning.isEmpty ? nil : whole.reasoning,
+            toolCalls: whole.toolCalls)
         let body =
             chat
             ? OpenAIWire.json(
                 OpenAIWire.Completion(
                     id: id, object: "chat.completion", created: created, model: model,
-                    choices: [OpenAIWire.ChatChoice(message: .init(content: whole.text), finishReason: finish)], usage: usage))
+                    choices: [OpenAIWire.ChatChoice(message: message, finishReason: finish)], usage: usage))
             : OpenAIWire.json(
                 OpenAIWire.Completion(
                     id: id, object: "text_completion", created: created, model: model,

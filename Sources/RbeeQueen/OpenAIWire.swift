@@ -10,12 +10,15 @@ enum OpenAIWire {
         var completionTokens: Int
         /// Prompt tokens the worker's slot already held (`prompt_tokens_details.cached_tokens`).
         var cachedTokens: Int
+        /// Completion tokens that were reasoning (`completion_tokens_details.reasoning_tokens`).
+        var reasoningTokens: Int
         var totalTokens: Int { promptTokens + completionTokens }
 
         init(_ stats: GenerationStats) {
             promptTokens = stats.promptTokens
             completionTokens = stats.tokensOut
             cachedTokens = stats.cachedTokens
+            reasoningTokens = stats.reasoningTokens
         }
 
         enum CodingKeys: String, CodingKey {
@@ -23,6 +26,7 @@ enum OpenAIWire {
             case completionTokens = "completion_tokens"
             case totalTokens = "total_tokens"
             case promptTokensDetails = "prompt_tokens_details"
+            case completionTokensDetails = "completion_tokens_details"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -31,6 +35,42 @@ enum OpenAIWire {
             try container.encode(completionTokens, forKey: .completionTokens)
             try container.encode(totalTokens, forKey: .totalTokens)
             try container.encode(["cached_tokens": cachedTokens], forKey: .promptTokensDetails)
+            try container.encode(["reasoning_tokens": reasoningTokens], forKey: .completionTokensDetails)
+        }
+    }
+
+    /// A tool call as OpenAI writes it: `{id, type: "function", function: {name, arguments}}`;
+    /// in a stream chunk, `index` first and the id, type and name with a call's first piece only.
+    struct ToolCallEntry: Encodable, Sendable {
+        var index: Int?
+        var id: String?
+        var name: String?
+        var arguments: String
+
+        init(_ call: ToolCall) {
+            id = call.id
+            name = call.name
+            arguments = call.arguments
+        }
+
+        init(_ delta: ToolCallDelta) {
+            index = delta.index
+            id = delta.id
+            name = delta.name
+            arguments = delta.arguments
+        }
+
+        enum CodingKeys: String, CodingKey { case index, id, type, function }
+        enum FunctionKeys: String, CodingKey { case name, arguments }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encodeIfPresent(index, forKey: .index)
+            try container.encodeIfPresent(id, forKey: .id)
+            if id != nil { try container.encode("function", forKey: .type) }
+            var function = container.nestedContainer(keyedBy: FunctionKeys.self, forKey: .function)
+            try function.encodeIfPresent(name, forKey: .name)
+            try function.encode(arguments, forKey: .arguments)
         }
     }
 
@@ -44,9 +84,26 @@ enum OpenAIWire {
         var usage: Usage?
     }
 
-    struct Message: Encodable, Sendable, Equatable {
+    struct Message: Encodable, Sendable {
         var role = "assistant"
-        var content: String
+        /// `null` when the answer is tool calls alone, as OpenAI writes it.
+        var content: String?
+        var reasoningContent: String?
+        var toolCalls: [ToolCall] = []
+
+        enum CodingKeys: String, CodingKey {
+            case role, content
+            case reasoningContent = "reasoning_content"
+            case toolCalls = "tool_calls"
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(role, forKey: .role)
+            try container.encode(content, forKey: .content)
+            try container.encodeIfPresent(reasoningContent, forKey: .reasoningContent)
+            if !toolCalls.isEmpty { try container.encode(toolCalls.map(ToolCallEntry.init), forKey: .toolCalls) }
+        }
     }
 
     /// A choice of a whole chat completion.
@@ -74,13 +131,19 @@ enum OpenAIWire {
         var index = 0
         var role: String?
         var content: String?
+        var reasoningContent: String?
+        var toolCall: ToolCallDelta?
         var finishReason: String?
 
         enum CodingKeys: String, CodingKey {
             case index, delta
             case finishReason = "finish_reason"
         }
-        enum DeltaKeys: String, CodingKey { case role, content }
+        enum DeltaKeys: String, CodingKey {
+            case role, content
+            case reasoningContent = "reasoning_content"
+            case toolCalls = "tool_calls"
+        }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -88,6 +151,8 @@ enum OpenAIWire {
             var delta = container.nestedContainer(keyedBy: DeltaKeys.self, forKey: .delta)
             try delta.encodeIfPresent(role, forKey: .role)
             try delta.encodeIfPresent(content, forKey: .content)
+            try delta.encodeIfPresent(reasoningContent, forKey: .reasoningContent)
+            if let toolCall { try delta.encode([ToolCallEntry(toolCall)], forKey: .toolCalls) }
             try container.encode(finishReason, forKey: .finishReason)
         }
     }
@@ -112,10 +177,12 @@ enum OpenAIWire {
         }
     }
 
-    static func finishReason(_ reason: StopReason) -> String {
-        switch reason {
+    /// OpenAI's `finish_reason`: `tool_calls` when the answer ended after calling tools.
+    static func finishReason(_ stats: GenerationStats) -> String {
+        switch stats.stopReason {
         case .maxTokens: "length"
-        case .eos, .stopSequence, .cancelled: "stop"
+        case .eos, .stopSequence: stats.toolCalls > 0 ? "tool_calls" : "stop"
+        case .cancelled: "stop"
         }
     }
 

@@ -193,7 +193,9 @@ struct QueenRoutes: Sendable {
             : try await Self.whole(request, execution) {
                 let whole = try await WholeTask.collect(execution.outputs)
                 return Response.json(
-                    TaskResult(taskID: execution.task.id, model: whole.model, hive: whole.hive, workerID: whole.workerID, text: whole.text, stats: whole.stats))
+                    TaskResult(
+                        taskID: execution.task.id, model: whole.model, hive: whole.hive, workerID: whole.workerID, text: whole.text,
+                        reasoning: whole.reasoning, toolCalls: whole.toolCalls, stats: whole.stats))
             }
         response.headers[Self.taskIDHeader] = execution.task.id
         return response
@@ -243,12 +245,16 @@ struct QueenRoutes: Sendable {
         var hive: String
         var workerID: String
         var text: String
+        var reasoning = ""
+        var toolCalls: [ToolCall] = []
         var stats: GenerationStats
 
         enum CodingKeys: String, CodingKey {
             case model, hive, text
             case taskID = "task_id"
             case workerID = "worker_id"
+            case reasoning = "reasoning_content"
+            case toolCalls = "tool_calls"
         }
 
         func encode(to encoder: any Encoder) throws {
@@ -258,6 +264,8 @@ struct QueenRoutes: Sendable {
             try container.encode(hive, forKey: .hive)
             try container.encode(workerID, forKey: .workerID)
             try container.encode(text, forKey: .text)
+            if !reasoning.isEmpty { try container.encode(reasoning, forKey: .reasoning) }
+            if !toolCalls.isEmpty { try container.encode(toolCalls, forKey: .toolCalls) }
             try stats.encode(to: encoder)
         }
     }

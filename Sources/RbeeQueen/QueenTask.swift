@@ -89,7 +89,7 @@ final class TaskEmitter: Sendable {
                 // A request moved to another worker before its first token starts only once.
                 if state.startedSent { return false }
                 state.startedSent = true
-            case .token:
+            case .token, .reasoning, .toolCall:
                 state.tokens += 1
             default: break
             }
@@ -128,6 +128,8 @@ struct WholeTask: Sendable {
     var hive = ""
     var workerID = ""
     var text = ""
+    var reasoning = ""
+    var toolCalls: [ToolCall] = []
     var stats: GenerationStats
 
     /// Reads the outputs to the end; the task's error event is thrown.
@@ -141,6 +143,8 @@ struct WholeTask: Sendable {
                 whole.hive = hive
                 whole.workerID = workerID
             case .token(let piece, _): whole.text += piece
+            case .reasoning(let piece, _): whole.reasoning += piece
+            case .toolCall(let delta): whole.toolCalls.apply(delta)
             case .end(let stats):
                 whole.stats = stats
                 return whole

@@ -325,6 +325,12 @@ struct TaskExecution: Sendable {
                 case .token(let text, let index):
                     tokens += 1
                     emitter.emit(.token(text: text, index: index))
+                case .reasoning(let text, let index):
+                    tokens += 1
+                    emitter.emit(.reasoning(text: text, index: index))
+                case .toolCall(let delta):
+                    tokens += 1
+                    emitter.emit(.toolCall(delta))
                 case .end(var stats):
                     stats.ttftMs = tokens == 0 ? 0 : (ContinuousClock.now - task.arrivedAt).milliseconds - stats.decodeMs
                     emitter.emit(.end(stats))

@@ -62,6 +62,10 @@ struct InferenceEventFrames: AsyncSequence, Sendable {
                 metrics.record(terminal: event)
                 if case .error(let error) = event { metrics.registry.recordError(error.code) }
                 InferenceEventFrames.logEnd(event, jobID: jobID, logger: logger)
+            case .reasoning, .toolCall:
+                let now = ContinuousClock.now
+                if let lastToken { metrics.recordInterToken(now - lastToken) }
+                lastToken = now
             case .started:
                 break
             }

@@ -60,7 +60,7 @@ public final class WorkerMetrics: Sendable {
         case .error:
             // Its code is counted where it is answered: the error middleware, or a stream's frame.
             failed.increment()
-        case .started, .token:
+        case .started, .token, .reasoning, .toolCall:
             break
         }
     }

@@ -103,15 +103,20 @@ struct WorkerRoutes: Sendable {
     /// Gathers a whole generation for `stream: false`.
     private func collect(_ events: AsyncStream<EngineOutput>, jobID: String, logger: Logger) async -> Result<InferenceResult, RbeeError> {
         var text = ""
+        var reasoning = ""
+        var calls: [ToolCall] = []
         for await output in events {
             guard case .event(let event) = output else { continue }
             switch event {
             case .started: continue
             case .token(let piece, _): text += piece
+            case .reasoning(let piece, _): reasoning += piece
+            case .toolCall(let delta): calls.apply(delta)
             case .end(let stats):
                 metrics.record(terminal: event)
                 InferenceEventFrames.logEnd(event, jobID: jobID, logger: logger)
-                return .success(InferenceResult(jobID: jobID, model: configuration.engine.modelName, text: text, stats: stats))
+                return .success(
+                    InferenceResult(jobID: jobID, model: configuration.engine.modelName, text: text, reasoning: reasoning, toolCalls: calls, stats: stats))
             case .error(let error):
                 metrics.record(terminal: event)
                 InferenceEventFrames.logEnd(event, jobID: jobID, logger: logger)

@@ -34,7 +34,7 @@ func generate(_ request: InferenceRequest, on engine: Engine) async throws -> (t
         switch event {
         case .token(let text, _): tokens.append(text)
         case .end, .error: terminal = event
-        case .started: break
+        case .started, .reasoning, .toolCall: break
         }
     }
     return (tokens, terminal)

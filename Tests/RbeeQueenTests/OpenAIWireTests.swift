@@ -29,7 +29,7 @@ import Testing
         #expect(lines.first == ": queued at position 2\n\n")
         #expect(lines.contains(frame(#"{"choices":[{"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk"}"#)))
         #expect(lines.contains(frame(#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":null,"index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk"}"#)))
-        #expect(lines.contains(frame(#"{"choices":[{"delta":{},"finish_reason":"length","index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk","usage":{"completion_tokens":5,"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":3},"total_tokens":12}}"#)))
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{},"finish_reason":"length","index":0}],"created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk","usage":{"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":0},"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":3},"total_tokens":12}}"#)))
         #expect(lines.last == SSE.done)
     }
 
@@ -69,10 +69,36 @@ import Testing
         let body = String(decoding: OpenAIWire.json(
             OpenAIWire.Completion(id: "x", object: "chat.completion", created: 1, model: "gemma",
                 choices: [OpenAIWire.ChatChoice(message: .init(content: "Hello"), finishReason: "stop")], usage: OpenAIWire.Usage(stats))), as: UTF8.self)
-        #expect(body == #"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"Hello","role":"assistant"}}],"created":1,"id":"x","model":"gemma","object":"chat.completion","usage":{"completion_tokens":5,"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":3},"total_tokens":12}}"#)
+        #expect(body == #"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"Hello","role":"assistant"}}],"created":1,"id":"x","model":"gemma","object":"chat.completion","usage":{"completion_tokens":5,"completion_tokens_details":{"reasoning_tokens":0},"prompt_tokens":7,"prompt_tokens_details":{"cached_tokens":3},"total_tokens":12}}"#)
         let invalid = OpenAIWire.ErrorBody(RbeeError.invalid([.init(field: "messages", message: "required")]))
         #expect(String(decoding: OpenAIWire.json(invalid), as: UTF8.self) == #"{"error":{"code":"invalid_request","message":"invalid request: messages: required","param":"messages","type":"invalid_request_error"}}"#)
         let missing = OpenAIWire.ErrorBody(RbeeError(.modelNotFound, "no such model"))
         #expect(missing.error.code == "model_not_found" && missing.error.type == "not_found_error")
+    }
+
+    /// Tool calls and reasoning in OpenAI's shapes: a call's first chunk has its index, id, type
+    /// and name, later ones the index and arguments; reasoning goes to `reasoning_content`; the
+    /// end says `tool_calls`. A whole answer has `message.tool_calls` and `content: null`.
+    @Test func toolCallsAndReasoning() async throws {
+        let frames = OpenAIFrames(outputs: AsyncStream { $0.finish() }, chat: true, id: "chatcmpl-1", model: "gemma", includeUsage: false)
+        let created = frames.created
+        var called = GenerationStats(tokensOut: 9, promptTokens: 7, ttftMs: 1, decodeMs: 2, tokensPerSec: 3, stopReason: .eos, reasoningTokens: 2, toolCalls: 1)
+        let lines = await stream(
+            true,
+            [
+                .reasoning(text: "Paris.", index: 0), .toolCall(ToolCallDelta(index: 0, id: "call_1", name: "get_weather", arguments: "{")),
+                .toolCall(ToolCallDelta(index: 0, arguments: #""city":"Paris"}"#)), .end(called),
+            ], includeUsage: false)
+        let tail = #","created":\#(created),"id":"chatcmpl-1","model":"gemma","object":"chat.completion.chunk"}"#
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{"reasoning_content":"Paris."},"finish_reason":null,"index":0}]"# + tail)), "\(lines)")
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"{","name":"get_weather"},"id":"call_1","index":0,"type":"function"}]},"finish_reason":null,"index":0}]"# + tail)), "\(lines)")
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"\"city\":\"Paris\"}"},"index":0}]},"finish_reason":null,"index":0}]"# + tail)), "\(lines)")
+        #expect(lines.contains(frame(#"{"choices":[{"delta":{},"finish_reason":"tool_calls","index":0}]"# + tail)), "\(lines)")
+        called.stopReason = .maxTokens
+        #expect(OpenAIWire.finishReason(called) == "length")
+
+        let message = OpenAIWire.Message(content: nil, toolCalls: [ToolCall(id: "call_1", name: "get_weather", arguments: "{}")])
+        let body = String(decoding: OpenAIWire.json(message), as: UTF8.self)
+        #expect(body == #"{"content":null,"role":"assistant","tool_calls":[{"function":{"arguments":"{}","name":"get_weather"},"id":"call_1","type":"function"}]}"#)
     }
 }

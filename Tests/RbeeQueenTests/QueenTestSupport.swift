@@ -108,6 +108,8 @@ struct TaskTranscript: Sendable {
                 case .loading: "loading"
                 case .started: "started"
                 case .token: "token"
+                case .reasoning: "reasoning"
+                case .toolCall: "tool_call"
                 case .end: "end"
                 case .error: "error"
                 }

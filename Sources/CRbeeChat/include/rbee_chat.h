@@ -14,6 +14,7 @@ extern "C" {
 
 struct llama_model;
 struct llama_vocab;
+struct llama_sampler;
 
 /// A model's chat templates, parsed once; rendering reads them only.
 typedef struct rbee_chat_templates rbee_chat_templates;
@@ -70,6 +71,12 @@ rbee_chat_parser * rbee_chat_parser_init(const char * rendering_json, char ** er
 char * rbee_chat_parser_feed(rbee_chat_parser * parser, const char * text, size_t length, bool is_final, char ** error);
 
 void rbee_chat_parser_free(rbee_chat_parser * parser);
+
+/// The grammar sampler a rendering with tools asks for (its "grammar", lazy until one of its
+/// "grammar_triggers" when "grammar_lazy"), as llama.cpp's common sampler builds it, with the
+/// generation prompt fed to a non-lazy grammar. NULL with `*error` set when there is none or it
+/// does not build. Free it with `llama_sampler_free`.
+struct llama_sampler * rbee_chat_grammar_sampler_init(const struct llama_vocab * vocab, const char * rendering_json, char ** error);
 
 /// Frees a string this API returned.
 void rbee_chat_string_free(char * string);
