@@ -87,6 +87,95 @@ std::string without_text_before_calls(const std::string & grammar) {
     return result;
 }
 
+// The generic tool format, for templates that describe no tools (llama.cpp had it as its
+// fallback once): the tools go into the system message, and the answer is one JSON object,
+// {"tool_call": {"name", "arguments"}} ({"tool_calls": [...]} with parallel calls) or, unless a
+// call is required, {"response": "..."}. Moves the tools out of `inputs` and returns the grammar.
+std::string generic_tool_format(common_chat_templates_inputs & inputs) {
+    common_json calls = common_json::array();
+    common_json described = common_json::array();
+    for (const auto & tool : inputs.tools) {
+        const common_json parameters = tool.parameters.empty() ? common_json::object() : common_json::parse(tool.parameters);
+        common_json name = common_json::object();
+        name["const"] = tool.name;
+        common_json properties = common_json::object();
+        properties["name"]      = name;
+        properties["arguments"] = parameters;
+        common_json required = common_json::array();
+        required.push_back("name");
+        required.push_back("arguments");
+        common_json call = common_json::object();
+        call["type"]       = "object";
+        call["properties"] = properties;
+        call["required"]   = required;
+        calls.push_back(call);
+        common_json entry = common_json::object();
+        entry["name"]        = tool.name;
+        entry["description"] = tool.description;
+        entry["parameters"]  = parameters;
+        described.push_back(entry);
+    }
+    common_json one_call = common_json::object();
+    if (calls.size() == 1) {
+        one_call = calls.at(0);
+    } else {
+        one_call["anyOf"] = calls;
+    }
+    const std::string key = inputs.parallel_tool_calls ? "tool_calls" : "tool_call";
+    common_json call_value = one_call;
+    if (inputs.parallel_tool_calls) {
+        call_value = common_json::object();
+        call_value["type"]     = "array";
+        call_value["items"]    = one_call;
+        call_value["minItems"] = 1;
+    }
+    common_json call_properties = common_json::object();
+    call_properties[key] = call_value;
+    common_json call_required = common_json::array();
+    call_required.push_back(key);
+    common_json calling = common_json::object();
+    calling["type"]       = "object";
+    calling["properties"] = call_properties;
+    calling["required"]   = call_required;
+    const bool required   = inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    common_json schema    = calling;
+    if (!required) {
+        common_json text = common_json::object();
+        text["type"] = "string";
+        common_json response_properties = common_json::object();
+        response_properties["response"] = text;
+        common_json response_required = common_json::array();
+        response_required.push_back("response");
+        common_json responding = common_json::object();
+        responding["type"]       = "object";
+        responding["properties"] = response_properties;
+        responding["required"]   = response_required;
+        common_json either = common_json::array();
+        either.push_back(calling);
+        either.push_back(responding);
+        schema = common_json::object();
+        schema["anyOf"] = either;
+    }
+    std::string instructions = "You can call any of the following tools to satisfy the user's requests: " + described.dump(2) +
+                               "\n\nRespond in JSON format, " +
+                               (required ? "with `" + key + "` (a request to call " + (inputs.parallel_tool_calls ? "tools" : "a tool") + ")."
+                                         : "either with `" + key + "` (a request to call " + (inputs.parallel_tool_calls ? "tools" : "a tool") +
+                                               ") or with `response` (your reply to the user's request).") +
+                               " Example: {\"" + key + "\": " + (inputs.parallel_tool_calls ? "[" : "") +
+                               "{\"name\": \"" + inputs.tools.front().name + "\", \"arguments\": {...}}" + (inputs.parallel_tool_calls ? "]" : "") + "}";
+    if (!inputs.messages.empty() && inputs.messages.front().role == "system") {
+        inputs.messages.front().content += "\n\n" + instructions;
+    } else {
+        common_chat_msg system;
+        system.role    = "system";
+        system.content = instructions;
+        inputs.messages.insert(inputs.messages.begin(), system);
+    }
+    inputs.tools.clear();
+    inputs.tool_choice = COMMON_CHAT_TOOL_CHOICE_NONE;
+    return json_schema_to_grammar(schema, true);
+}
+
 }  // namespace
 
 extern "C" rbee_chat_templates * rbee_chat_templates_init(
@@ -158,8 +247,25 @@ extern "C" char * rbee_chat_render(const rbee_chat_templates * templates, const 
                 }
             }
         }
+        // A template in which llama.cpp finds no tool-call format (it then makes no grammar even for a
+        // required call) renders no tools: the generic format stands in (the tools in a system
+        // message, the answer a JSON object that a grammar holds to).
+        bool generic = false;
+        if (!inputs.tools.empty() && inputs.tool_choice != COMMON_CHAT_TOOL_CHOICE_NONE) {
+            common_chat_templates_inputs probe = inputs;
+            probe.tool_choice = COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+            generic = common_chat_templates_apply(templates->templates.get(), probe).grammar.empty();
+        }
+        std::string generic_grammar;
+        if (generic) {
+            generic_grammar = generic_tool_format(inputs);
+        }
         common_chat_params params = common_chat_templates_apply(templates->templates.get(), inputs);
-        if (inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && !params.grammar_lazy) {
+        if (generic) {
+            params.grammar      = generic_grammar;
+            params.grammar_lazy = false;
+            params.grammar_triggers.clear();
+        } else if (inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && !params.grammar_lazy) {
             params.grammar = without_text_before_calls(params.grammar);
         }
         common_json stops = common_json::array();
@@ -176,6 +282,9 @@ extern "C" char * rbee_chat_render(const rbee_chat_templates * templates, const 
         result["parser"]            = params.parser;
         result["generation_prompt"] = params.generation_prompt;
         result["reasoning_format"]  = request.value("reasoning_format", std::string("none"));
+        result["generic_tools"]     = generic;
+        // The generation prompt is fed to a tool-call grammar of the template's own format only.
+        result["grammar_prefill"]   = !generic;
         result["grammar"]           = params.grammar;
         result["grammar_lazy"]      = params.grammar_lazy;
         common_json triggers = common_json::array();
@@ -412,7 +521,8 @@ struct rbee_chat_parser {
     common_chat_msg           message;
     std::vector<std::string>  ids;
     std::set<size_t>          named;  // tool calls whose id and name were sent
-    bool                      failed = false;
+    bool                      failed  = false;
+    bool                      generic = false;  // the generic tool format: one JSON object
 };
 
 namespace {
@@ -458,6 +568,7 @@ extern "C" rbee_chat_parser * rbee_chat_parser_init(const char * rendering_json,
         parser->params.generation_prompt = rendering.value("generation_prompt", std::string());
         parser->params.reasoning_format  = common_reasoning_format_from_name(rendering.value("reasoning_format", std::string("none")));
         parser->params.parse_tool_calls  = rendering.value("parse_tool_calls", true);
+        parser->generic                  = rendering.value("generic_tools", false);
         const std::string serialized     = rendering.value("parser", std::string());
         if (!serialized.empty()) {
             parser->params.parser.load(serialized);
@@ -484,7 +595,39 @@ extern "C" char * rbee_chat_parser_feed(rbee_chat_parser * parser, const char * 
         }
         common_chat_msg updated;
         bool parsed = false;
-        if (!parser->failed) {
+        if (parser->generic) {
+            // One JSON object, read when it is whole: its call(s), or its response as content.
+            if (!is_final) {
+                parsed = false;
+            } else {
+                try {
+                    const common_json answer = common_json::parse(parser->text);
+                    updated.role = "assistant";
+                    std::vector<const common_json *> calls;
+                    if (answer.contains("tool_call")) {
+                        calls.push_back(&answer.at("tool_call"));
+                    }
+                    if (answer.contains("tool_calls")) {
+                        const common_json & list = answer.at("tool_calls");
+                        for (size_t i = 0; i < list.size(); i++) {
+                            calls.push_back(&list.at(i));
+                        }
+                    }
+                    for (const auto * call : calls) {
+                        common_chat_tool_call entry;
+                        entry.name      = call->at("name").get<std::string>();
+                        entry.arguments = call->contains("arguments") ? call->at("arguments").dump() : "{}";
+                        updated.tool_calls.push_back(entry);
+                    }
+                    if (answer.contains("response") && answer.at("response").is_string()) {
+                        updated.content = answer.at("response").get<std::string>();
+                    }
+                    updated.set_tool_call_ids(parser->ids, new_tool_call_id);
+                    parsed = true;
+                } catch (const std::exception &) {
+                }
+            }
+        } else if (!parser->failed) {
             try {
                 updated = common_chat_parse(parser->text, !is_final, parser->params);
                 updated.set_tool_call_ids(parser->ids, new_tool_call_id);
@@ -624,7 +767,7 @@ extern "C" struct llama_sampler * rbee_chat_grammar_sampler_init(const struct ll
         // A tool-call grammar starts where the template's generation prompt does: feed it that
         // prompt first, as the common sampler does (a leading space a tokenizer adds is skipped).
         const std::string generation_prompt = rendering.value("generation_prompt", std::string());
-        if (!lazy && !generation_prompt.empty()) {
+        if (!lazy && rendering.value("grammar_prefill", true) && !generation_prompt.empty()) {
             const auto prefill = common_tokenize(vocab, generation_prompt, false, true);
             try {
                 for (size_t i = 0; i < prefill.size(); i++) {

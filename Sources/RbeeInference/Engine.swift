@@ -174,13 +174,6 @@ public final class Engine: Sendable {
                 messages: messages, addGenerationPrompt: request.addGenerationPrompt, chatTemplateKwargs: request.chatTemplateKwargs,
                 reasoningFormat: request.reasoningFormat.rawValue)
             if let tools = request.tools {
-                if tools.choice != .none, model.templates != nil, !model.chatTemplate.supportsTools {
-                    throw RbeeError.invalid([
-                        .init(
-                            field: "tools",
-                            message: "this model's chat template does not describe tools (llama.cpp finds no tool format in it), so they would be dropped; give it a template that does: `rbee models template <model> <file.jinja>` on the queen, or the worker's --chat-template-file")
-                    ])
-                }
                 // Each tool's schema converts, or the error names the tool.
                 for (index, tool) in tools.tools.enumerated() {
                     if case .object(let object) = tool, case .object(let function)? = object["function"], let parameters = function["parameters"],

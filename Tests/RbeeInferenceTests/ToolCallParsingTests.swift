@@ -124,4 +124,31 @@ import Testing
         let kept = try ChatOutputParser(rendering: inline).feed(output, final: true).message
         #expect(kept.reasoningContent.isEmpty && kept.content.contains("<think>") && kept.content.contains("It is sunny."), "\(kept)")
     }
+
+    /// A template in which llama.cpp finds no tool format (Gemma 2's) gets the generic one: the
+    /// tools in the system text, and the answer one JSON object, read when it is whole.
+    @Test func theGenericFormatReadsOneJSONObject() throws {
+        let text = try String(contentsOfFile: try llamaTemplateDirectory() + "/google-gemma-2-2b-it.jinja", encoding: .utf8)
+        let templates = try ChatTemplates(text: text, bosToken: "<bos>", eosToken: "<eos>")
+        let rendering = try templates.render(
+            ChatConversation(messages: [ChatMessage(role: "user", content: "Weather in Paris?")], tools: [Self.weather], toolChoice: "auto"))
+        #expect(rendering.prompt.contains("get_weather") && rendering.prompt.contains("tool_call"), "\(rendering.prompt)")
+        #expect(rendering.grammar.contains("root ::="))
+        for (output, expected) in [
+            (#"{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}"#, ChatOutputMessage.ToolCall(id: "", name: "get_weather", arguments: #"{"city":"Paris"}"#)),
+            (#"{"response": "It is sunny."}"#, nil),
+        ] {
+            let parser = try ChatOutputParser(rendering: rendering)
+            var deltas: [ChatOutputDelta] = []
+            for character in output { deltas += try parser.feed(String(character)).deltas }
+            #expect(deltas.isEmpty, "nothing is read before the object is whole")
+            let end = try parser.feed("", final: true)
+            if let expected {
+                #expect(end.message.toolCalls.map(\.name) == [expected.name] && end.message.toolCalls.map(\.arguments) == [expected.arguments], "\(end.message)")
+                #expect(end.deltas.first?.id?.isEmpty == false && end.deltas.first?.name == "get_weather")
+            } else {
+                #expect(end.message.toolCalls.isEmpty && end.message.content == "It is sunny.", "\(end.message)")
+            }
+        }
+    }
 }
