@@ -113,4 +113,18 @@ try:
 except openai.APIError as error:
     assert "properties must be an object" in error.message, error.message
     print(f"bad schema, streamed: {error.message}")
+# A field rbee does not honour is OpenAI's 400 unsupported_parameter naming it; OpenAI's
+# penalties and `user` are honoured.
+for field, value in [("logit_bias", {"1": 5}), ("functions", [{"name": "f", "parameters": {}}])]:
+    try:
+        client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "x"}], max_tokens=2, extra_body={field: value})
+        raise AssertionError(f"{field} must be refused")
+    except openai.BadRequestError as error:
+        assert error.code == "unsupported_parameter" and error.param == field, (error.code, error.param)
+        print(f"{field}: 400 unsupported_parameter")
+reply = client.chat.completions.create(
+    model=model_id, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8, frequency_penalty=1.0, presence_penalty=0.5,
+    user="check-user", logprobs=False)
+assert reply.choices[0].message.content, reply
+print("penalties and user: accepted")
 print("openai client check passed")

@@ -51,9 +51,12 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, Codable, Expressi
     public static let jobExists: ErrorCode = "JOB_EXISTS"
     /// No port of the hive's `--worker-ports` range is free for a new worker.
     public static let noPort: ErrorCode = "NO_PORT"
+    /// A request field rbee does not honour (OpenAI's `unsupported_parameter`): refused, never
+    /// silently ignored.
+    public static let unsupportedParameter: ErrorCode = "UNSUPPORTED_PARAMETER"
 
     private static let statuses: [ErrorCode: Int] = [
-        .invalidRequest: 400, .invalidModelRef: 400, .invalidDevice: 400, .contextLengthExceeded: 400,
+        .invalidRequest: 400, .invalidModelRef: 400, .invalidDevice: 400, .contextLengthExceeded: 400, .unsupportedParameter: 400,
         .missingAPIKey: 401, .invalidAPIKey: 401,
         .modelNotFound: 404, .hiveNotFound: 404, .workerNotFound: 404, .notFound: 404,
         .deadlineExceeded: 408,

@@ -95,6 +95,10 @@ public struct SamplingParameters: Sendable, Equatable {
     public var topK: Int = 40
     public var minP: Double = 0.05
     public var repetitionPenalty: Double = 1.0
+    /// OpenAI's penalties (-2…2) on tokens by how often (`frequency`) or whether (`presence`) they
+    /// appeared in the last 64 tokens, applied by llama.cpp's penalties sampler.
+    public var frequencyPenalty: Double = 0
+    public var presencePenalty: Double = 0
     /// Fixed seed for reproducible output; `nil` draws a random one.
     public var seed: UInt32?
 
@@ -152,11 +156,22 @@ public struct InferenceRequest: Sendable, Equatable {
         self.reasoningFormat = reasoningFormat
     }
 
-    /// Validates a decoded JSON body, collecting every field error before failing.
+    /// Every field a worker honours; any other is refused with `UNSUPPORTED_PARAMETER`.
+    public static let fields: Set<String> = [
+        "job_id", "prompt", "messages", "max_tokens", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+        "frequency_penalty", "presence_penalty", "seed", "stop", "stream", "ignore_eos", "cache_prompt", "chat_template_kwargs",
+        "add_generation_prompt", "response_format", "json_schema", "grammar", "tools", "tool_choice", "parallel_tool_calls",
+        "reasoning_format",
+    ]
+
+    /// Validates a decoded JSON body, collecting every field error before failing. A field no
+    /// worker honours is `UNSUPPORTED_PARAMETER`, named, before anything else is checked.
     public init(json: JSONValue) throws(RbeeError) {
         guard case .object(let body) = json else {
             throw RbeeError.invalid([.init(field: "body", message: "must be a JSON object, got \(json.typeName)")])
         }
+        let unknown = body.keys.filter { !Self.fields.contains($0) }.sorted()
+        if !unknown.isEmpty { throw RbeeError.unsupported(unknown) }
         var fields = FieldReader(body)
 
         let jobID = fields.string("job_id")
@@ -186,6 +201,8 @@ public struct InferenceRequest: Sendable, Equatable {
         sampling.topK = fields.integer("top_k", in: 0...1_000_000) ?? sampling.topK
         sampling.minP = fields.number("min_p", in: 0...1) ?? sampling.minP
         sampling.repetitionPenalty = fields.number("repetition_penalty", in: 0.01...10) ?? sampling.repetitionPenalty
+        sampling.frequencyPenalty = fields.number("frequency_penalty", in: -2...2) ?? 0
+        sampling.presencePenalty = fields.number("presence_penalty", in: -2...2) ?? 0
         sampling.seed = fields.integer("seed", in: 0...Int(UInt32.max - 1)).map { UInt32($0) }
 
         let stop = fields.stopSequences("stop")
@@ -445,6 +462,8 @@ extension InferenceRequest {
             "ignore_eos": .bool(ignoreEOS),
         ]
         if let jobID { body["job_id"] = .string(jobID) }
+        if sampling.frequencyPenalty != 0 { body["frequency_penalty"] = .number(sampling.frequencyPenalty) }
+        if sampling.presencePenalty != 0 { body["presence_penalty"] = .number(sampling.presencePenalty) }
         if let seed = sampling.seed { body["seed"] = .number(Double(seed)) }
         if !stop.isEmpty { body["stop"] = .array(stop.map { .string($0) }) }
         if !cachePrompt { body["cache_prompt"] = .bool(false) }

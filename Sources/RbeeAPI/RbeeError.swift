@@ -51,6 +51,13 @@ public struct RbeeError: Error, Sendable, Equatable, CustomStringConvertible {
         return RbeeError(.invalidRequest, "invalid request: \(summary)", fieldErrors: errors)
     }
 
+    /// Fields the request gave that rbee does not honour, each named.
+    public static func unsupported(_ fields: [String]) -> RbeeError {
+        let errors = fields.map { FieldError(field: $0, message: "is not supported by rbee; leave it out") }
+        return RbeeError(
+            .unsupportedParameter, "unsupported parameter\(fields.count == 1 ? "" : "s"): \(fields.joined(separator: ", "))", fieldErrors: errors)
+    }
+
     /// The same error with `context` in front of its message ("hive b: …").
     public func prefixed(_ context: String) -> RbeeError {
         var copy = self

@@ -42,6 +42,7 @@ public struct TaskRequest: Sendable, Equatable {
         do {
             inference = try InferenceRequest(json: .object(body))
         } catch {
+            if error.code == .unsupportedParameter { throw error }
             errors += error.fieldErrors.isEmpty ? [.init(field: "body", message: error.message)] : error.fieldErrors
         }
         guard errors.isEmpty, let reference, let inference else { throw RbeeError.invalid(errors) }

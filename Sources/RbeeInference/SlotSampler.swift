@@ -32,9 +32,13 @@ final class SlotSampler {
         self.vocabularySize = Int(vocabularySize)
         self.grammar = grammar
         chain = llama_sampler_chain_init(llama_sampler_chain_default_params())
-        let penalised = parameters.repetitionPenalty != 1.0
+        let penalised = parameters.repetitionPenalty != 1.0 || parameters.frequencyPenalty != 0 || parameters.presencePenalty != 0
         if penalised {
-            llama_sampler_chain_add(chain, llama_sampler_init_penalties(vocabularySize, 64, Float(parameters.repetitionPenalty), 0, 0))
+            llama_sampler_chain_add(
+                chain,
+                llama_sampler_init_penalties(
+                    vocabularySize, 64, Float(parameters.repetitionPenalty), Float(parameters.frequencyPenalty),
+                    Float(parameters.presencePenalty)))
         }
         if parameters.temperature <= 0 {
             llama_sampler_chain_add(chain, llama_sampler_init_greedy())

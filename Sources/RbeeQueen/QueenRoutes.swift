@@ -149,6 +149,7 @@ struct QueenRoutes: Sendable {
     {
         let json = try await request.decodeBody(as: JSONValue.self, context: context)
         let submission = try TaskSubmission.parse(json, dialect: dialect)
+        if let user = submission.user { context.logger.info("OpenAI user", metadata: ["user": "\(user)"]) }
         let task = submission.task
         let deadlineHeader = request.headers[Self.deadlineHeader]
         var deadline: Date?

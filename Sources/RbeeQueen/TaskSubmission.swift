@@ -15,6 +15,8 @@ struct TaskSubmission: Sendable {
     var task: TaskRequest
     /// OpenAI streams carry `usage` in their final chunk unless `stream_options.include_usage` is false.
     var includeUsage = true
+    /// OpenAI's `user`: logged with the task, not sent on.
+    var user: String?
 
     static func parse(_ json: JSONValue, dialect: Dialect) throws(RbeeError) -> TaskSubmission {
         guard case .object(var body) = json else {
@@ -22,6 +24,7 @@ struct TaskSubmission: Sendable {
         }
         var errors: [RbeeError.FieldError] = []
         var includeUsage = true
+        var submissionUser: String?
         if dialect != .native {
             // OpenAI's defaults and names.
             if body["stream"] == nil || body["stream"] == .null { body["stream"] = .bool(false) }
@@ -33,12 +36,10 @@ struct TaskSubmission: Sendable {
             case nil, .null?, .number(1)?: break
             default: errors.append(.init(field: "n", message: "only n=1 is supported"))
             }
-            for penalty in ["presence_penalty", "frequency_penalty"] {
-                switch body.removeValue(forKey: penalty) {
-                case nil, .null?: break
-                case .number(let value)? where (-2...2).contains(value): break
-                default: errors.append(.init(field: penalty, message: "must be a number between -2 and 2"))
-                }
+            // OpenAI fields that ask for nothing beyond the defaults; `user` is only logged.
+            if case .string(let user)? = body.removeValue(forKey: "user") { submissionUser = user }
+            for (field, neutral) in Self.neutralOpenAIFields {
+                if let value = body[field], value == .null || neutral.contains(value) { body.removeValue(forKey: field) }
             }
             switch body.removeValue(forKey: "stream_options") {
             case nil, .null?: break
@@ -72,6 +73,7 @@ struct TaskSubmission: Sendable {
         do {
             task = try TaskRequest(json: .object(body))
         } catch {
+            if error.code == .unsupportedParameter { throw error }
             // The chat route names its conversation `messages` even where the worker says prompt.
             errors += error.fieldErrors.map { field in
                 dialect == .chat && field.field == "prompt" ? RbeeError.FieldError(field: "messages", message: field.message) : field
@@ -79,8 +81,15 @@ struct TaskSubmission: Sendable {
             if error.fieldErrors.isEmpty { errors.append(.init(field: "body", message: error.message)) }
         }
         guard errors.isEmpty, let task else { throw RbeeError.invalid(Self.unique(errors)) }
-        return TaskSubmission(task: task, includeUsage: includeUsage)
+        return TaskSubmission(task: task, includeUsage: includeUsage, user: submissionUser)
     }
+
+    /// OpenAI request fields whose values here ask for what rbee does anyway: dropped when they
+    /// hold one of these (or null); any other value is a field rbee does not honour.
+    static let neutralOpenAIFields: [(String, [JSONValue])] = [
+        ("logprobs", [false]), ("store", [false]), ("service_tier", ["auto", "default"]), ("metadata", [.object([:])]),
+        ("modalities", [["text"]]), ("echo", [false]), ("best_of", [1]),
+    ]
 
     private static func flattenContent(_ message: JSONValue) -> JSONValue {
         guard case .object(var fields) = message, case .array(let parts)? = fields["content"] else { return message }

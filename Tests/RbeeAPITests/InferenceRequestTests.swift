@@ -104,4 +104,19 @@ import Testing
         // Annotations are fine.
         #expect(try parse(#"{"prompt":"a","json_schema":{"title":"T","description":"d","$schema":"x","type":"string","examples":["e"]}}"#).constraint != nil)
     }
+
+    /// A field no worker honours is refused by name with its own code, never silently dropped.
+    @Test func aFieldRbeeDoesNotHonourIsRefusedByName() throws {
+        do {
+            _ = try parse(#"{"prompt":"a","logit_bias":{"1":2},"functions":[],"max_tokens":2}"#)
+            Issue.record("an unsupported field must be refused")
+        } catch let error as RbeeError {
+            #expect(error.code == .unsupportedParameter && error.httpStatus == 400)
+            #expect(error.fieldErrors.map(\.field) == ["functions", "logit_bias"], "\(error)")
+        }
+        let penalised = try parse(#"{"prompt":"a","frequency_penalty":1.5,"presence_penalty":-0.5}"#)
+        #expect(penalised.sampling.frequencyPenalty == 1.5 && penalised.sampling.presencePenalty == -0.5)
+        #expect(try InferenceRequest(json: penalised.json).sampling == penalised.sampling)
+        #expect(fieldErrors(#"{"prompt":"a","frequency_penalty":3}"#) == ["frequency_penalty"])
+    }
 }
