@@ -127,4 +127,10 @@ reply = client.chat.completions.create(
     user="check-user", logprobs=False)
 assert reply.choices[0].message.content, reply
 print("penalties and user: accepted")
+# The same routes without /v1, as llama-server and vLLM serve them.
+bare = openai.OpenAI(base_url=base_url.removesuffix("/v1"), api_key="unused-without-a-token", timeout=300, max_retries=0)
+assert bare.chat.completions.create(model=model_id, messages=[{"role": "user", "content": "Hi"}], max_tokens=3).choices[0].message.content
+assert bare.completions.create(model=model_id, prompt="The sky is", max_tokens=3).choices[0].text
+assert model_id in [m.id for m in bare.models.list()] and bare.models.retrieve(model_id).id == model_id
+print("without /v1: chat, completions, models")
 print("openai client check passed")

@@ -11,18 +11,36 @@ import RbeeHTTP
 struct OpenAIRoutes: Sendable {
     let queen: QueenRoutes
 
+    /// Under `/v1` and, as llama-server and vLLM serve them, without it.
     func register(on router: Router<RbeeRequestContext>) {
-        router.post("/v1/chat/completions") { request, context in await completion(request, context, chat: true) }
-        router.post("/v1/completions") { request, context in await completion(request, context, chat: false) }
-        router.get("/v1/models") { _, _ in Response.json(ModelList(data: models())) }
+        for prefix in ["/v1", ""] {
+            router.post("\(prefix)/chat/completions") { request, context in await completion(request, context, chat: true) }
+            router.post("\(prefix)/completions") { request, context in await completion(request, context, chat: false) }
+            router.get("\(prefix)/models") { _, _ in Response.json(ModelList(data: models())) }
+            router.get("\(prefix)/models/:id") { _, context in
+                let id = context.parameters.get("id") ?? ""
+                guard let model = models().first(where: { $0.id == id }) else {
+                    return Self.error(RbeeError(.modelNotFound, "no model \(id): GET /v1/models lists them"))
+                }
+                return Response.json(model)
+            }
+        }
+    }
+
+    /// The model of a request that names none: the queen's `--default-model`, else the only model
+    /// it knows, if it knows just one.
+    func defaultModel() -> String? {
+        if let model = queen.configuration.defaultModel { return model }
+        let known = models()
+        return known.count == 1 ? known[0].id : nil
     }
 
     func completion(_ request: Request, _ context: RbeeRequestContext, chat: Bool) async -> Response {
         var request = request
         do {
-            let (execution, submission) = try await queen.admit(&request, context, dialect: chat ? .chat : .completion)
+            let (execution, submission) = try await queen.admit(&request, context, dialect: chat ? .chat : .completion, defaultModel: defaultModel())
             let id = (chat ? "chatcmpl-" : "cmpl-") + execution.task.id.dropFirst(5)
-            let model = submission.task.model
+            let model = submission.requestedModel
             var response: Response
             if submission.task.inference.stream {
                 let frames = OpenAIFrames(outputs: execution.outputs, chat: chat, id: id, model: model, includeUsage: submission.includeUsage)
@@ -69,8 +87,12 @@ struct OpenAIRoutes: Sendable {
         isOpenAIPath(path) ? Self.error(error) : Response.error(error, correlationID: correlationID)
     }
 
+    /// `/v1/models/{id}` is also the queen's own model management (`DELETE`, `…/template`), whose
+    /// errors keep the native envelope; its OpenAI `GET` answers a missing model in OpenAI's shape.
     static func isOpenAIPath(_ path: String) -> Bool {
-        path == "/v1/models" || ["/v1/chat/", "/v1/completions", "/v1/embeddings", "/v1/responses"].contains { path.hasPrefix($0) }
+        if path == "/v1/models" || path == "/models" || path.hasPrefix("/models/") { return true }
+        let bare = path.hasPrefix("/v1/") ? String(path.dropFirst(3)) : path
+        return ["/chat/", "/completions", "/embeddings", "/responses"].contains { bare.hasPrefix($0) }
     }
 
     /// OpenAI's error shape, with the status (and `Retry-After`) of the rbee error.
@@ -126,6 +148,12 @@ struct OpenAIRoutes: Sendable {
                 model.chatTemplateSHA256 = model.chatTemplateSHA256 ?? info?.chatTemplateSHA256
                 byID[id] = model
             }
+        }
+        // The local hive's model directories, from the queen's first second: a file there is
+        // served by its id before the local hive has imported it.
+        for (id, path) in queen.localModelFiles() where byID[id] == nil {
+            let size = (try? FileManager.default.attributesOfItem(atPath: (path as NSString).resolvingSymlinksInPath)[.size] as? Int) ?? nil
+            byID[id] = ModelList.Entry(id: id, created: 0, sizeBytes: size, quantization: nil, hives: [], loaded: false)
         }
         for worker in workers where [.ready, .loading, .starting].contains(worker.state) {
             byID[worker.model]?.loaded = true

@@ -26,6 +26,10 @@ public struct QueenConfiguration: Sendable {
     public var localHiveModelDirectories: [String] = []
     /// Port of the local hive (0 picks a free one).
     public var localHivePort = 7835
+    /// Origins browsers may call the queen from (CORS); none: same-origin only.
+    public var corsOrigins: [String] = []
+    /// The model of OpenAI requests that name none (else the only model known, if just one is).
+    public var defaultModel: String?
 
     public init(home: String) {
         self.home = home

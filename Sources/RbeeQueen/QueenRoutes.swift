@@ -144,12 +144,19 @@ struct QueenRoutes: Sendable {
 
     /// Parses, validates and admits a task: everything that can fail before the stream starts
     /// fails with a status code (400, 404, 408, 429, 503).
-    func admit(_ request: inout Request, _ context: RbeeRequestContext, dialect: TaskSubmission.Dialect) async throws
+    func admit(_ request: inout Request, _ context: RbeeRequestContext, dialect: TaskSubmission.Dialect, defaultModel: String? = nil) async throws
         -> (TaskExecution, TaskSubmission)
     {
         let json = try await request.decodeBody(as: JSONValue.self, context: context)
-        let submission = try TaskSubmission.parse(json, dialect: dialect)
+        var submission = try TaskSubmission.parse(json, dialect: dialect, defaultModel: defaultModel)
         if let user = submission.user { context.logger.info("OpenAI user", metadata: ["user": "\(user)"]) }
+        // A model of the local hive's directories, named by its id before the hive imported it.
+        if case .catalogID(let id) = submission.task.reference, !registry.allEntries().contains(where: { $0.catalog.contains { $0.id == id } }),
+            let path = localModelFiles()[id]
+        {
+            submission.requested = id
+            submission.task = try TaskRequest(model: "file:" + path, hive: submission.task.hive, inference: submission.task.inference)
+        }
         let task = submission.task
         let deadlineHeader = request.headers[Self.deadlineHeader]
         var deadline: Date?
@@ -269,6 +276,22 @@ struct QueenRoutes: Sendable {
             if !toolCalls.isEmpty { try container.encode(toolCalls, forKey: .toolCalls) }
             try stats.encode(to: encoder)
         }
+    }
+
+    /// The `.gguf` files of the local hive's model directories, by the id a `file:` reference to
+    /// each derives.
+    func localModelFiles() -> [String: String] {
+        guard configuration.startLocalHive else { return [:] }
+        var files: [String: String] = [:]
+        for directory in configuration.localHiveModelDirectories {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            for name in names.sorted() where name.hasSuffix(".gguf") {
+                let path = (directory as NSString).appendingPathComponent(name)
+                guard let reference = try? ModelReference(parsing: "file:" + path) else { continue }
+                files[reference.derivedID] = files[reference.derivedID] ?? path
+            }
+        }
+        return files
     }
 
     static func parseDeadline(_ value: String) -> Date? {

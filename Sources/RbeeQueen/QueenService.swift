@@ -58,7 +58,8 @@ public final class QueenService: Sendable {
 
     /// The queen's routes with their middleware (correlation ids, errors, bearer auth).
     public func makeRouter() -> Router<RbeeRequestContext> {
-        let router = Router.rbee(token: configuration.token, errors: OpenAIRoutes.errorRenderer, metrics: metrics.registry)
+        let router = Router.rbee(
+            token: configuration.token, errors: OpenAIRoutes.errorRenderer, metrics: metrics.registry, corsOrigins: configuration.corsOrigins)
         let routes = QueenRoutes(
             configuration: configuration, registry: registry, scheduler: scheduler, tasks: tasks, hives: hives, localHive: localHive,
             background: background, http: http, metrics: metrics, shutdown: shutdownSwitch)

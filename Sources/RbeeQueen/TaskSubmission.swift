@@ -17,8 +17,13 @@ struct TaskSubmission: Sendable {
     var includeUsage = true
     /// OpenAI's `user`: logged with the task, not sent on.
     var user: String?
+    /// The model as the client named it (or the default that stood in), which OpenAI's answers
+    /// repeat, whatever reference the queen serves it by.
+    var requestedModel: String { requested ?? task.model }
+    var requested: String?
 
-    static func parse(_ json: JSONValue, dialect: Dialect) throws(RbeeError) -> TaskSubmission {
+    /// `defaultModel` stands in for an OpenAI request's missing `model`.
+    static func parse(_ json: JSONValue, dialect: Dialect, defaultModel: String? = nil) throws(RbeeError) -> TaskSubmission {
         guard case .object(var body) = json else {
             throw RbeeError.invalid([.init(field: "body", message: "must be a JSON object, got \(json.typeName)")])
         }
@@ -26,6 +31,7 @@ struct TaskSubmission: Sendable {
         var includeUsage = true
         var submissionUser: String?
         if dialect != .native {
+            if body["model"] == nil || body["model"] == .null, let defaultModel { body["model"] = .string(defaultModel) }
             // OpenAI's defaults and names.
             if body["stream"] == nil || body["stream"] == .null { body["stream"] = .bool(false) }
             if let limit = body.removeValue(forKey: "max_completion_tokens"), body["max_tokens"] == nil || body["max_tokens"] == .null {

@@ -45,6 +45,10 @@ struct QueenCommand: AsyncParsableCommand {
     @Option(name: .customLong("local-hive-port"), help: "Port of the local hive (0 picks a free one).") var localHivePort: Int = 7835
     @Option(name: .customLong("model-dir"), help: "Directory the local hive may import file: models from (repeatable).")
     var modelDirectories: [String] = []
+    @Option(name: .customLong("cors-origin"), help: "An origin browsers may call the queen from, e.g. http://localhost:3000 (repeatable; default: none).")
+    var corsOrigins: [String] = []
+    @Option(name: .customLong("default-model"), help: "The model of OpenAI requests without one (default: the only model known, if just one is).")
+    var defaultModel: String?
     @Flag(name: .customLong("exit-with-parent"), help: "Stop when the process that started this one ends (used by rbee).")
     var exitWithParent = false
     @Option(name: .customLong("log-format"), help: "text or json.") var logFormat: RbeeLogging.Format = .text
@@ -61,6 +65,8 @@ struct QueenCommand: AsyncParsableCommand {
         configuration.host = host
         configuration.port = settings.port(port)
         configuration.localHivePort = settings.port(localHivePort, option: "--local-hive-port")
+        configuration.corsOrigins = corsOrigins
+        configuration.defaultModel = defaultModel
         if let value = settings.integer(maxQueue, option: "--max-queue", variable: "RBEE_QUEEN_MAX_QUEUE", range: 0...1_000_000) {
             configuration.maxQueue = value
         }
