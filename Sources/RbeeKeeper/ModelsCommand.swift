@@ -7,7 +7,7 @@ import RbeeHTTP
 struct ModelsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "models", abstract: "Pull, list and remove models across the cluster.",
-        subcommands: [Pull.self, List.self, Remove.self, Template.self])
+        subcommands: [Pull.self, List.self, Remove.self, Template.self, Alias.self, Unalias.self])
 
     /// A model as the queen's `GET /v1/models` lists it.
     struct Entry: Codable, Sendable {
@@ -115,6 +115,45 @@ struct ModelsCommand: AsyncParsableCommand {
         func run() async throws {
             try await queen.connection.call(.DELETE, "/v1/models/\(id)" + (hive.map { "?hive=\($0)" } ?? ""))
             FileHandle.standardError.write(Data("removed \(id)\n".utf8))
+        }
+    }
+
+    struct Alias: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Let NAME stand for MODEL in requests (kept in the queen's registry).",
+            discussion: """
+                A client hard-wired to a model name (gpt-4o-mini, llama3) then gets MODEL; answers
+                name the model as the client did, and GET /v1/models lists the alias.
+                Example:
+                  rbee models alias gpt-4o-mini SmolLM2-135M-Instruct.Q4_1
+                """)
+        @OptionGroup var queen: QueenOptions
+        @Argument(help: "The alias.") var name: String
+        @Argument(help: "The catalog id or reference it stands for.") var model: String
+
+        func validate() throws {
+            if !Validation.isValidID(name) { throw ValidationError("an alias is [A-Za-z0-9._-]{1,64}") }
+        }
+
+        func run() async throws {
+            let body = try JSONEncoder().encode(["model": model])
+            try await queen.connection.call(.PUT, "/v1/aliases/\(name)", json: body)
+            FileHandle.standardError.write(Data("\(name) now stands for \(model)\n".utf8))
+        }
+    }
+
+    struct Unalias: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a model alias.", discussion: "Example:\n  rbee models unalias gpt-4o-mini")
+        @OptionGroup var queen: QueenOptions
+        @Argument(help: "The alias.") var name: String
+
+        func validate() throws {
+            if !Validation.isValidID(name) { throw ValidationError("an alias is [A-Za-z0-9._-]{1,64}") }
+        }
+
+        func run() async throws {
+            try await queen.connection.call(.DELETE, "/v1/aliases/\(name)")
+            FileHandle.standardError.write(Data("removed alias \(name)\n".utf8))
         }
     }
 

@@ -24,6 +24,7 @@ public final class HiveRegistry: Sendable {
     private let entries = Mutex<[String: Entry]>([:])
     /// Names being added by `POST /v1/hives` while their hive is asked for its health.
     private let pendingNames = Mutex<Set<String>>([])
+    private let aliasCache = Mutex<[String: String]>([:])
     private let unreachableAfter: Duration
     private let logger: Logger
 
@@ -46,6 +47,8 @@ public final class HiveRegistry: Sendable {
             database = try Self.open(path: path)
         }
         let rows = try database.read { db in try HiveRow.fetchAll(db) }
+        let aliasRows = try database.read { db in try AliasRow.fetchAll(db) }
+        aliasCache.withLock { cache in for row in aliasRows { cache[row.name] = row.model } }
         let now = ContinuousClock.now
         entries.withLock { entries in
             for row in rows {
@@ -82,9 +85,42 @@ public final class HiveRegistry: Sendable {
                 table.add(column: "catalogVersion", .integer)
             }
         }
+        migrator.registerMigration("v4: model aliases") { db in
+            try db.create(table: "alias") { table in
+                table.primaryKey("name", .text)
+                table.column("model", .text).notNull()
+            }
+        }
         try migrator.migrate(pool)
         _ = try pool.read { db in try HiveRow.fetchCount(db) }
         return pool
+    }
+
+    // MARK: Model aliases
+
+    /// Names that stand for a model (`rbee models alias`), so a client hard-wired to a name works.
+    func aliases() -> [String: String] { aliasCache.withLock { $0 } }
+
+    /// Sets `name` to stand for `model` (replacing what it stood for).
+    func setAlias(_ name: String, to model: String) async throws(RbeeError) {
+        do {
+            try await database.write { db in try AliasRow(name: name, model: model).save(db) }
+        } catch {
+            throw RbeeError(.unavailable, "the hive registry is unavailable: \(error)", retryAfter: 5)
+        }
+        aliasCache.withLock { $0[name] = model }
+    }
+
+    /// Removes an alias; false when there was none of that name.
+    func removeAlias(_ name: String) async throws(RbeeError) -> Bool {
+        let removed: Bool
+        do {
+            removed = try await database.write { db in try AliasRow.deleteOne(db, key: name) }
+        } catch {
+            throw RbeeError(.unavailable, "the hive registry is unavailable: \(error)", retryAfter: 5)
+        }
+        aliasCache.withLock { _ = $0.removeValue(forKey: name) }
+        return removed
     }
 
     // MARK: Reading
@@ -346,4 +382,11 @@ struct HiveRow: Codable, FetchableRecord, PersistableRecord {
         record.catalogVersion = catalogVersion
         return record
     }
+}
+
+/// A model alias: `name` stands for `model` (a catalog id or reference).
+struct AliasRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "alias"
+    var name: String
+    var model: String
 }

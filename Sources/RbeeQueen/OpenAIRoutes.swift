@@ -120,9 +120,12 @@ struct OpenAIRoutes: Sendable {
             var loaded: Bool
             /// The chat template set for the model on its hives (`rbee models template`), by sha256.
             var chatTemplateSHA256: String?
+            /// For an alias (`rbee models alias`): the model it stands for.
+            var aliasOf: String?
 
             enum CodingKeys: String, CodingKey {
                 case id, object, created, quantization, hives, loaded
+                case aliasOf = "alias_of"
                 case ownedBy = "owned_by"
                 case sizeBytes = "size_bytes"
                 case chatTemplateSHA256 = "chat_template_sha256"
@@ -157,6 +160,14 @@ struct OpenAIRoutes: Sendable {
         }
         for worker in workers where [.ready, .loading, .starting].contains(worker.state) {
             byID[worker.model]?.loaded = true
+        }
+        // Aliases, each listed as the model it stands for under its own name.
+        for (alias, model) in queen.registry.aliases() where byID[alias] == nil {
+            let target = (try? ModelReference(parsing: model))?.derivedID ?? model
+            var entry = byID[target] ?? ModelList.Entry(id: alias, created: 0, sizeBytes: nil, quantization: nil, hives: [], loaded: false)
+            entry.id = alias
+            entry.aliasOf = model
+            byID[alias] = entry
         }
         return byID.values.map { var model = $0; model.hives.sort(); return model }.sorted { $0.id < $1.id }
     }

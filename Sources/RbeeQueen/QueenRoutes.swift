@@ -103,6 +103,29 @@ struct QueenRoutes: Sendable {
         router.delete("/v1/models/{id}") { request, context in try await removeModel(request, context) }
         router.put("/v1/models/{id}/template") { request, context in try await setTemplate(request, context) }
         router.delete("/v1/models/{id}/template") { request, context in try await setTemplate(request, context, clear: true) }
+        router.get("/v1/aliases") { _, _ in Response.json(ModelAliases(aliases: registry.aliases())) }
+        router.put("/v1/aliases/{name}") { request, context in
+            let name = context.parameters.get("name") ?? ""
+            guard Validation.isValidID(name) else {
+                throw RbeeError.invalid([.init(field: "name", message: "an alias is [A-Za-z0-9._-]{1,64}")])
+            }
+            var request = request
+            let body = try await request.decodeBody(as: JSONValue.self, context: context)
+            guard case .object(let object) = body, case .string(let model)? = object["model"], (try? ModelReference(parsing: model)) != nil else {
+                throw RbeeError.invalid([.init(field: "model", message: "required: the catalog id or reference the alias stands for")])
+            }
+            guard model != name else { throw RbeeError.invalid([.init(field: "model", message: "an alias cannot stand for itself")]) }
+            try await registry.setAlias(name, to: model)
+            context.logger.info("model alias set", metadata: ["alias": "\(name)", "model": "\(model)"])
+            return Response.json(["alias": name, "model": model])
+        }
+        router.delete("/v1/aliases/{name}") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            guard try await registry.removeAlias(name) else {
+                throw RbeeError(.notFound, "no alias \(name)", details: ["alias": .string(name)])
+            }
+            return Response(status: .noContent)
+        }
         router.post("/v1/shutdown") { _, context in
             context.logger.info("shutdown requested over HTTP")
             shutdown.request()
@@ -150,11 +173,16 @@ struct QueenRoutes: Sendable {
         let json = try await request.decodeBody(as: JSONValue.self, context: context)
         var submission = try TaskSubmission.parse(json, dialect: dialect, defaultModel: defaultModel)
         if let user = submission.user { context.logger.info("OpenAI user", metadata: ["user": "\(user)"]) }
+        // An alias stands for its model; answers keep the name the client used.
+        if let target = registry.aliases()[submission.task.model] {
+            submission.requested = submission.task.model
+            submission.task = try TaskRequest(model: target, hive: submission.task.hive, inference: submission.task.inference)
+        }
         // A model of the local hive's directories, named by its id before the hive imported it.
         if case .catalogID(let id) = submission.task.reference, !registry.allEntries().contains(where: { $0.catalog.contains { $0.id == id } }),
             let path = localModelFiles()[id]
         {
-            submission.requested = id
+            submission.requested = submission.requested ?? id
             submission.task = try TaskRequest(model: "file:" + path, hive: submission.task.hive, inference: submission.task.inference)
         }
         let task = submission.task
@@ -276,6 +304,11 @@ struct QueenRoutes: Sendable {
             if !toolCalls.isEmpty { try container.encode(toolCalls, forKey: .toolCalls) }
             try stats.encode(to: encoder)
         }
+    }
+
+    /// `GET /v1/aliases`.
+    struct ModelAliases: Encodable, Sendable {
+        var aliases: [String: String]
     }
 
     /// The `.gguf` files of the local hive's model directories, by the id a `file:` reference to

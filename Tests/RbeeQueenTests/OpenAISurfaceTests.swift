@@ -65,6 +65,18 @@ import Testing
             .POST, queen.url + "/completions", headers: auth, json: #"{"prompt":"The sky is","max_tokens":3}"#)
         #expect(completion.status == .ok && text.contains("text_completion"), "\(text)")
 
+        // An alias stands for its model; answers and the list use its name.
+        let (aliased, _) = try await Self.request(.PUT, queen.url + "/v1/aliases/gpt-test", headers: auth, json: #"{"model":"\#(instructModelID)"}"#)
+        #expect(aliased.status == .ok)
+        let (viaAlias, aliasAnswer) = try await Self.request(
+            .POST, queen.url + "/v1/chat/completions", headers: auth, json: #"{"model":"gpt-test","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}"#)
+        #expect(viaAlias.status == .ok && aliasAnswer.contains("\"model\":\"gpt-test\""), "\(aliasAnswer)")
+        let (_, withAlias) = try await Self.request(.GET, queen.url + "/v1/models", headers: auth)
+        #expect(withAlias.contains("\"id\":\"gpt-test\"") && withAlias.contains("\"alias_of\":\"\(instructModelID)\""), "\(withAlias)")
+        let (removed, _) = try await Self.request(.DELETE, queen.url + "/v1/aliases/gpt-test", headers: auth)
+        let (again, _) = try await Self.request(.DELETE, queen.url + "/v1/aliases/gpt-test", headers: auth)
+        #expect(removed.status == .noContent && again.status == .notFound)
+
         // A wrong key: OpenAI's 401 shape, with or without /v1.
         for path in ["/chat/completions", "/v1/chat/completions"] {
             let (refused, refusal) = try await Self.request(
