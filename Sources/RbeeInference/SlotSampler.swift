@@ -108,14 +108,7 @@ final class SlotSampler {
         }
         switch mode {
         case .greedy:
-            if constrained { return candidates.first?.id }
-            var best = 0
-            var bestValue = -Float.infinity
-            for token in 0..<logits.count where logits[token] > bestValue {
-                bestValue = logits[token]
-                best = token
-            }
-            return Int32(best)
+            return constrained ? candidates.first?.id : Self.argmax(logits)
         case .topK(let k):
             if constrained {
                 if candidates.count > k { candidates.removeLast(candidates.count - k) }
@@ -178,14 +171,7 @@ final class SlotSampler {
         case .fullChain:
             return llama_sampler_sample(chain, context, index)
         case .greedy:
-            let logits = UnsafeBufferPointer(start: llama_get_logits_ith(context, index), count: vocabularySize)
-            var best = 0
-            var bestValue = -Float.infinity
-            for token in 0..<logits.count where logits[token] > bestValue {
-                bestValue = logits[token]
-                best = token
-            }
-            return Int32(best)
+            return Self.argmax(UnsafeBufferPointer(start: llama_get_logits_ith(context, index), count: vocabularySize))
         case .topK(let k):
             let logits = UnsafeBufferPointer(start: llama_get_logits_ith(context, index), count: vocabularySize)
             selectTop(k, of: logits)
@@ -197,6 +183,17 @@ final class SlotSampler {
             llama_sampler_accept(chain, token)
             return token
         }
+    }
+
+    /// The token with the largest logit (the first of equals).
+    private static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int32 {
+        var best = 0
+        var bestValue = -Float.infinity
+        for token in 0..<logits.count where logits[token] > bestValue {
+            bestValue = logits[token]
+            best = token
+        }
+        return Int32(best)
     }
 
     /// The k largest logits, sorted descending, into `candidates`. One pass: a value enters only
