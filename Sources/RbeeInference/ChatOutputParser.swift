@@ -16,7 +16,7 @@ final class ChatOutputParser {
         guard !rendering.outputFormat.isEmpty else { throw RbeeError(.internalError, "the rendering has no output format") }
         var error: UnsafeMutablePointer<CChar>?
         guard let pointer = rbee_chat_parser_init(rendering.outputFormat, &error) else {
-            throw RbeeError(.internalError, "cannot read the chat format: " + Self.take(error))
+            throw RbeeError(.internalError, "cannot read the chat format: " + takeChatString(error))
         }
         self.pointer = pointer
     }
@@ -29,17 +29,11 @@ final class ChatOutputParser {
         let result = text.utf8CString.withUnsafeBufferPointer { buffer in
             rbee_chat_parser_feed(pointer, buffer.baseAddress, buffer.count - 1, final, &error)
         }
-        guard let result else { throw RbeeError(.internalError, "reading the output: " + Self.take(error)) }
-        let json = Self.take(result)
+        guard let result else { throw RbeeError(.internalError, "reading the output: " + takeChatString(error)) }
+        let json = takeChatString(result)
         do { return try JSONDecoder().decode(ChatOutputUpdate.self, from: Data(json.utf8)) } catch {
             throw RbeeError(.internalError, "reading the parser's answer: \(error)")
         }
-    }
-
-    private static func take(_ string: UnsafeMutablePointer<CChar>?) -> String {
-        guard let string else { return "unknown error" }
-        defer { rbee_chat_string_free(string) }
-        return String(cString: string)
     }
 }
 
@@ -70,12 +64,6 @@ struct ChatOutputMessage: Decodable, Equatable {
     var content: String
     var reasoningContent: String
     var toolCalls: [ToolCall]
-
-    struct ToolCall: Decodable, Equatable {
-        var id: String
-        var name: String
-        var arguments: String
-    }
 
     enum CodingKeys: String, CodingKey {
         case content

@@ -75,12 +75,14 @@ public final class ChatTemplates: Sendable {
         return .success(take(result))
     }
 
-    /// The string the C API returned, freed.
-    private static func take(_ string: UnsafeMutablePointer<CChar>?) -> String {
-        guard let string else { return "unknown error" }
-        defer { rbee_chat_string_free(string) }
-        return String(cString: string)
-    }
+    private static func take(_ string: UnsafeMutablePointer<CChar>?) -> String { takeChatString(string) }
+}
+
+/// A string the `CRbeeChat` API returned (a result or an error message), freed.
+func takeChatString(_ string: UnsafeMutablePointer<CChar>?) -> String {
+    guard let string else { return "unknown error" }
+    defer { rbee_chat_string_free(string) }
+    return String(cString: string)
 }
 
 /// What a chat template renders: the conversation and how to end it.

@@ -31,8 +31,7 @@ struct OutputGrammar: Sendable {
         } else if case .grammar(let grammar) = constraint {
             text = grammar
             if let problem = rbee_grammar_check(model.vocab, grammar) {
-                defer { rbee_chat_string_free(problem) }
-                throw RbeeError.invalid([.init(field: field, message: "does not parse: " + String(cString: problem))])
+                throw RbeeError.invalid([.init(field: field, message: "does not parse: " + takeChatString(problem))])
             }
         } else {
             throw RbeeError(.internalError, "an output constraint with neither schema nor grammar")
@@ -71,11 +70,8 @@ struct OutputGrammar: Sendable {
         }
         var error: UnsafeMutablePointer<CChar>?
         guard let grammar = rbee_json_schema_to_grammar(json, &error) else {
-            let reason = error.map { String(cString: $0) } ?? "unknown reason"
-            rbee_chat_string_free(error)
-            throw RbeeError.invalid([.init(field: field, message: "cannot be enforced: " + reason)])
+            throw RbeeError.invalid([.init(field: field, message: "cannot be enforced: " + takeChatString(error))])
         }
-        defer { rbee_chat_string_free(grammar) }
-        return String(cString: grammar)
+        return takeChatString(grammar)
     }
 }

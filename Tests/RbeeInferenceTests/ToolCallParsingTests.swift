@@ -135,7 +135,7 @@ import Testing
         #expect(rendering.prompt.contains("get_weather") && rendering.prompt.contains("tool_call"), "\(rendering.prompt)")
         #expect(rendering.grammar.contains("root ::="))
         for (output, expected) in [
-            (#"{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}"#, ChatOutputMessage.ToolCall(id: "", name: "get_weather", arguments: #"{"city":"Paris"}"#)),
+            (#"{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}"#, ToolCall(id: "", name: "get_weather", arguments: #"{"city":"Paris"}"#)),
             (#"{"response": "It is sunny."}"#, nil),
         ] {
             let parser = try ChatOutputParser(rendering: rendering)
